@@ -1,0 +1,46 @@
+# One-command entry points (see README.md).
+#   make run   - set everything up, then run the node with config/node.yaml
+#   make test  - set everything up, then run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+APT_PACKAGES := dcmtk dicom3tools orthanc orthanc-dicomweb
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps venv run test test-fast bench clean
+
+setup: system-deps venv
+
+# DCMTK (peer PACS/modality in tests), dicom3tools (dciodvfy), Orthanc + DICOMweb (the PACS).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[dev,train,postgres]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: setup
+	$(VENV)/bin/lgenode serve --config config/node.yaml
+
+test: setup
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) bench/ingest
+
+clean:
+	rm -rf var .pytest_cache test-artifacts

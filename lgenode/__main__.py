@@ -1,0 +1,3 @@
+from lgenode.cli import main
+
+main()

@@ -1,0 +1,105 @@
+"""NIfTI volumes <-> `Volume`.
+
+Axis convention (the same one `Volume.affine_lps` uses): the NIfTI array ``data[i, j, k]``
+becomes ``pixels[k, j, i]``; NIfTI axis 0 runs along a row (the DICOM row direction, increasing
+column index), axis 1 along a column (the DICOM column direction) and axis 2 across slices.
+The NIfTI affine is RAS; DICOM patient space is LPS, so x and y change sign.
+`Volume` needs positions that increase along row x column. A left-handed affine (negative
+determinant, what dcm2niix writes because it stores DICOM rows bottom-up) is therefore read with
+NIfTI axis 1 reversed, which restores the original DICOM row order and display orientation
+instead of reversing the slices. `save_nifti` always writes the volume's own (right-handed) order;
+the world geometry is the same either way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from models.io.errors import GeometryError
+from models.volume import Volume
+
+__all__ = ["load_nifti", "save_nifti", "RAS_TO_LPS"]
+
+RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def load_nifti(path: Path | str) -> Volume:
+    """Read a 3-D NIfTI image (a 4-D one with a single volume is accepted) as a `Volume`.
+
+    Pixels keep the file's stored values with scl_slope/scl_inter applied only when they are
+    set (label volumes stay integer). The geometry comes from the sform if set, else the qform.
+    """
+    path = Path(path)
+    img = nib.load(path)
+    data = np.asanyarray(img.dataobj)
+    if img.header.get_slope_inter() not in ((None, None), (1.0, 0.0)):
+        data = img.get_fdata(dtype=np.float32)
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim == 2:
+        data = data[..., np.newaxis]
+    if data.ndim != 3:
+        raise GeometryError(f"{path.name}: a 3-D image is expected, got shape {data.shape}")
+
+    affine = RAS_TO_LPS @ img.affine
+    pixels = np.transpose(data, (2, 1, 0))  # (k, j, i)
+    flip_rows = bool(np.linalg.det(affine[:3, :3]) < 0)  # same sign in RAS and LPS
+    if flip_rows:
+        # Reverse NIfTI axis 1 so that the stack becomes right-handed (see module docstring).
+        affine = affine @ _flip_axis1(pixels.shape[1])
+        pixels = pixels[:, ::-1, :]
+    pixels = np.ascontiguousarray(pixels)
+    col_vec, row_vec, slice_vec = affine[:3, 0], affine[:3, 1], affine[:3, 2]
+    col_sp, row_sp = float(np.linalg.norm(col_vec)), float(np.linalg.norm(row_vec))
+    row_direction = col_vec / col_sp  # along a row = increasing column index = NIfTI axis 0
+    column_direction = row_vec / row_sp
+    if abs(float(row_direction @ column_direction)) > 1e-3:
+        raise GeometryError(f"{path.name}: the in-plane axes of the affine are not orthogonal")
+    normal = np.cross(row_direction, column_direction)
+    normal /= np.linalg.norm(normal)
+
+    n = pixels.shape[0]
+    positions = np.array([affine[:3, 3] + k * slice_vec for k in range(n)], dtype=np.float64)
+    step = float(slice_vec @ normal)
+    if n > 1 and np.linalg.norm(slice_vec - step * normal) > 1e-3 * max(abs(step), 1.0):
+        raise GeometryError(
+            f"{path.name}: the slice axis is sheared (not along the normal of the slices)"
+        )
+    spacing = abs(step) if n > 1 else None
+    thickness = float(img.header.get_zooms()[2]) if len(img.header.get_zooms()) > 2 else None
+    return Volume(
+        pixels=pixels,
+        pixel_spacing=(row_sp, col_sp),
+        row_direction=row_direction,
+        column_direction=column_direction,
+        positions=positions,
+        slice_spacing=spacing,
+        slice_thickness=thickness,
+        meta={"source": path.name, "spacing_known": True, "nifti_rows_flipped": flip_rows},
+    )
+
+
+def _flip_axis1(n_rows: int) -> np.ndarray:
+    """Voxel-index transform j -> n_rows - 1 - j."""
+    m = np.eye(4)
+    m[1, 1] = -1.0
+    m[1, 3] = n_rows - 1
+    return m
+
+
+def save_nifti(labels: np.ndarray, like: Volume, path: Path | str) -> Path:
+    """Write ``labels`` (shape ``like.shape``, slice/row/col order) with ``like``'s geometry."""
+    path = Path(path)
+    labels = np.asarray(labels)
+    if labels.shape != like.shape:
+        raise ValueError(f"labels shape {labels.shape} differs from the volume's {like.shape}")
+    affine = RAS_TO_LPS @ like.affine_lps()
+    img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(labels, (2, 1, 0))), affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, path)
+    return path

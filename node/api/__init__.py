@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI): health, Prometheus metrics, jobs and series."""

@@ -1,0 +1,193 @@
+"""Node commands: serve, send, echo, jobs, series, config, db."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+ConfigOpt = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", envvar="LGENODE_CONFIG",
+                 help="Node configuration YAML (default: embedded defaults; env LGENODE_CONFIG)."),
+]
+
+
+def _load(config: Path | None):  # type: ignore[no-untyped-def]
+    from node.config import ConfigError, load_config
+
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def serve(config: ConfigOpt = None) -> None:
+    """Run the node: DICOM SCP, series sweeps, job workers and the HTTP API."""
+    from node.logs import setup_logging
+    from node.service import NodeService
+
+    cfg = _load(config)
+    setup_logging(cfg.logging.level, cfg.logging.format)
+    try:
+        NodeService(cfg).run_forever()
+    except OSError as exc:
+        typer.echo(f"error: cannot start the node: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def send(
+    paths: Annotated[list[Path], typer.Argument(help="DICOM files or folders (searched recursively).")],
+    host: Annotated[str, typer.Option(help="Peer host.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Peer port.")] = 11112,
+    called_ae: Annotated[str, typer.Option("--aec", help="Called AE title.")] = "LGENODE",
+    calling_ae: Annotated[str, typer.Option("--aet", help="Our (calling) AE title.")] = "LGESEND",
+) -> None:
+    """Send DICOM files to a Storage SCP (C-STORE, one association) with a progress bar."""
+    from node.send import send_files
+
+    files = [p for path in paths for p in ([path] if path.is_file() else sorted(x for x in path.rglob("*") if x.is_file()))]
+    if not files:
+        typer.echo("error: no files found", err=True)
+        raise typer.Exit(2)
+    report = send_files(files, host=host, port=port, called_ae=called_ae, calling_ae=calling_ae, progress=True)
+    typer.echo(f"sent {report.ok}/{len(files)} ok, {report.failed} failed, {report.skipped} not DICOM")
+    for path, status in report.failures[:20]:
+        typer.echo(f"  {path}: {status}", err=True)
+    raise typer.Exit(0 if report.failed == 0 and report.ok > 0 else 1)
+
+
+def echo(
+    host: Annotated[str, typer.Option(help="Peer host.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Peer port.")] = 11112,
+    called_ae: Annotated[str, typer.Option("--aec", help="Called AE title.")] = "LGENODE",
+    calling_ae: Annotated[str, typer.Option("--aet", help="Our (calling) AE title.")] = "LGESEND",
+) -> None:
+    """Verify a DICOM peer answers (C-ECHO)."""
+    from node.send import echo as do_echo
+
+    status = do_echo(host=host, port=port, called_ae=called_ae, calling_ae=calling_ae)
+    typer.echo(status)
+    raise typer.Exit(0 if status == "Success" else 1)
+
+
+def _table(rows: list[dict[str, object]], cols: list[str]) -> str:
+    widths = {c: max([len(c)] + [len(str(r.get(c, "") or "")) for r in rows]) for c in cols}
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
+    lines += ["  ".join(str(r.get(c, "") if r.get(c) is not None else "").ljust(widths[c]) for c in cols) for r in rows]
+    return "\n".join(lines)
+
+
+def jobs(
+    config: ConfigOpt = None,
+    state: Annotated[Optional[str], typer.Option(help="Only jobs in this state (queued, running, done, failed, superseded).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List jobs with their state, attempts and failure reason."""
+    from sqlalchemy import select
+
+    from node.app import build_core
+    from node.db.models import Job
+
+    core = build_core(_load(config))
+    with core.sessions() as s:
+        q = select(Job).order_by(Job.id.desc()).limit(limit)
+        if state:
+            q = q.where(Job.state == state)
+        rows = [
+            {"id": j.id, "state": j.state, "stage": j.stage, "attempts": f"{j.attempts}/{j.max_attempts}",
+             "series_uid": j.series_uid, "revision": j.revision, "created": j.created_at.isoformat(timespec="seconds"),
+             "reason": j.reason, "result": j.result}
+            for j in s.scalars(q)
+        ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        typer.echo(_table(rows, ["id", "state", "stage", "attempts", "revision", "created", "series_uid", "reason"]))
+
+
+def series(
+    config: ConfigOpt = None,
+    state: Annotated[Optional[str], typer.Option(help="Only series in this state (receiving, selected, ignored, result).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, most recent first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List received series and what happened to them (selected for a job, or ignored and why)."""
+    from sqlalchemy import select
+
+    from node.app import build_core
+    from node.db.models import Series
+
+    core = build_core(_load(config))
+    with core.sessions() as s:
+        q = select(Series).order_by(Series.last_received_at.desc()).limit(limit)
+        if state:
+            q = q.where(Series.state == state)
+        rows = [
+            {"series_uid": r.series_uid, "modality": r.modality, "description": r.series_description,
+             "instances": r.n_instances, "state": r.state, "revision": r.revision, "reason": r.reason,
+             "last_received": r.last_received_at.isoformat(timespec="seconds")}
+            for r in s.scalars(q)
+        ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        typer.echo(_table(rows, ["state", "instances", "modality", "description", "last_received", "reason", "series_uid"]))
+
+
+config_app = typer.Typer(no_args_is_help=True, help="Check or show the node configuration.")
+
+
+@config_app.command("check")
+def config_check(config: ConfigOpt = None) -> None:
+    """Validate a configuration file; exits non-zero naming each bad key."""
+    cfg = _load(config)
+    typer.echo(f"ok: {config or 'embedded defaults'} (AE {cfg.dicom.ae_title} on {cfg.dicom.bind_address}:{cfg.dicom.port}, "
+               f"database {cfg.database_url.split('://')[0]})")
+
+
+@config_app.command("show")
+def config_show(config: ConfigOpt = None) -> None:
+    """Print the effective configuration (after defaults and environment overrides) as JSON."""
+    cfg = _load(config)
+    data = cfg.model_dump(mode="json")
+    data["database"]["url"] = _redact(cfg.database_url)
+    typer.echo(json.dumps(data, indent=2))
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+db_app = typer.Typer(no_args_is_help=True, help="Database schema management (Alembic).")
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = None) -> None:
+    """Create or migrate the database schema to the latest version."""
+    from node.db.session import make_engine, upgrade
+
+    cfg = _load(config)
+    upgrade(make_engine(cfg.database_url))
+    typer.echo(f"schema up to date ({_redact(cfg.database_url)})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help=serve.__doc__)(serve)
+    app.command(help=send.__doc__)(send)
+    app.command(help=echo.__doc__)(echo)
+    app.command(help=jobs.__doc__)(jobs)
+    app.command(help=series.__doc__)(series)
+    app.add_typer(config_app, name="config")
+    app.add_typer(db_app, name="db")

@@ -1,0 +1,244 @@
+"""The node's configuration: a YAML file validated with pydantic.
+
+Unknown keys are errors (a typo must not silently fall back to a default). String values may
+reference environment variables as ``${NAME}`` or ``${NAME:-default}``; secrets (database
+passwords, STOW-RS tokens) should come in that way rather than sit in the file. A few
+environment variables override keys directly (see ``ENV_OVERRIDES``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+AE_TITLE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # DICOM AE VR: no backslash, no control chars
+ENV_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+# Environment variables that override a key (dotted path) after the file is read.
+ENV_OVERRIDES: dict[str, str] = {
+    "LGENODE_DATABASE_URL": "database.url",
+    "LGENODE_STORAGE_ROOT": "storage.root",
+    "LGENODE_PORT": "dicom.port",
+    "LGENODE_AE_TITLE": "dicom.ae_title",
+    "LGENODE_API_PORT": "api.port",
+}
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names the key and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _check_ae(value: str) -> str:
+    value = value.strip()
+    if not AE_TITLE_RE.match(value):
+        raise ValueError("must be 1-16 printable ASCII characters without backslash")
+    return value
+
+
+class AllowedPeer(_Strict):
+    ae_title: str = Field(description="Calling AE title the peer uses")
+    host: str | None = Field(default=None, description="If set, the peer must also connect from this IP")
+
+    _ae = field_validator("ae_title")(classmethod(lambda cls, v: _check_ae(v)))
+
+
+class DicomConfig(_Strict):
+    ae_title: str = "LGENODE"
+    bind_address: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 11112  # 0: any free port (tests)
+    max_associations: Annotated[int, Field(ge=1, le=1000)] = 10
+    max_pdu_size: Annotated[int, Field(ge=0)] = 262144
+    require_called_ae_title: bool = True
+    allow_any_peer: bool = False
+    allowed_peers: list[AllowedPeer] = Field(default_factory=list)
+    network_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    acse_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    dimse_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+
+    _ae = field_validator("ae_title")(classmethod(lambda cls, v: _check_ae(v)))
+
+    @field_validator("max_pdu_size")
+    @classmethod
+    def _pdu(cls, v: int) -> int:
+        if v != 0 and v < 4096:
+            raise ValueError("must be 0 (unlimited) or at least 4096 bytes")
+        return v
+
+    @model_validator(mode="after")
+    def _peers(self) -> "DicomConfig":
+        if not self.allow_any_peer and not self.allowed_peers:
+            raise ValueError("allowed_peers is empty and allow_any_peer is false: no peer could send")
+        return self
+
+
+class StorageConfig(_Strict):
+    root: Path = Path("var/store")
+    min_free_mb: Annotated[int, Field(ge=0)] = 500
+    fsync: bool = True
+    retention_days: Annotated[int, Field(ge=0)] = 0
+
+
+class DatabaseConfig(_Strict):
+    url: str = "sqlite:///var/lgenode.db"
+    echo: bool = False
+
+
+class SelectionConfig(_Strict):
+    modalities: list[str] = Field(default_factory=lambda: ["MR"])
+    description_patterns: list[str] = Field(
+        default_factory=lambda: [
+            r"\bLGE\b", r"\bDE\b", r"\bPSIR\b", r"delayed", r"\bMDE\b", r"late[ _-]?gad", r"\bLE\b", r"viab", r"scar",
+        ]
+    )
+    exclude_patterns: list[str] = Field(default_factory=lambda: [r"\bT1\s*map", r"\bcine\b", r"\bTI[ _-]?scout", r"\blocali[sz]er\b"])
+    exclude_image_types: list[str] = Field(default_factory=lambda: ["LOCALIZER"])
+    min_slices: Annotated[int, Field(ge=1)] = 3
+    max_slices: Annotated[int, Field(ge=1)] = 60
+    require_consistent_geometry: bool = True
+
+    @field_validator("description_patterns", "exclude_patterns")
+    @classmethod
+    def _regex(cls, v: list[str]) -> list[str]:
+        for p in v:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {p!r}: {exc}") from None
+        return v
+
+
+class SeriesConfig(_Strict):
+    idle_seconds: Annotated[float, Field(gt=0)] = 30.0
+    sweep_interval_seconds: Annotated[float, Field(gt=0)] = 5.0
+    late_instance_policy: Literal["reprocess", "store_only"] = "reprocess"
+
+
+class JobsConfig(_Strict):
+    workers: Annotated[int, Field(ge=0, le=16)] = 1
+    max_attempts: Annotated[int, Field(ge=1)] = 3
+    retry_backoff_seconds: Annotated[float, Field(ge=0)] = 30.0
+    lease_seconds: Annotated[float, Field(gt=0)] = 120.0
+    poll_interval_seconds: Annotated[float, Field(gt=0)] = 1.0
+
+
+class ApiConfig(_Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+
+
+class LoggingConfig(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class NodeConfig(_Strict):
+    dicom: DicomConfig = Field(default_factory=lambda: DicomConfig(allow_any_peer=True))
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    series: SeriesConfig = Field(default_factory=SeriesConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    # Directory that relative paths in this file are resolved against (set by the loader).
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    def resolve(self, p: Path) -> Path:
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def storage_root(self) -> Path:
+        return self.resolve(self.storage.root)
+
+    @property
+    def database_url(self) -> str:
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.resolve(Path(url[len(prefix):])))
+        return url
+
+
+def _expand_env(obj: Any, env: Any, path: str = "") -> Any:
+    if isinstance(obj, dict):
+        return {k: _expand_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_expand_env(v, env, f"{path}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, str):
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return str(env[name])
+            if default is not None:
+                return default
+            raise ConfigError(f"{path}: environment variable {name} is not set")
+        return ENV_REF_RE.sub(sub, obj)
+    return obj
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: str) -> None:
+    node = data
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(parts[:-1])}: expected a mapping")
+    node[parts[-1]] = value
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check spelling; see config/README.md)"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | str | None = None, *, environ: dict[str, str] | None = None) -> NodeConfig:
+    """Read, expand and validate a config file; ``None`` gives the embedded defaults.
+
+    Raises ConfigError with a message that names each bad key.
+    """
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    source = "embedded defaults"
+    base_dir = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration {p}: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+        data = _expand_env(loaded, env)
+        base_dir = p.resolve().parent  # relative paths in a file are relative to that file
+    for var, dotted in ENV_OVERRIDES.items():
+        if var in env:
+            _set_dotted(data, dotted, env[var])
+    try:
+        cfg = NodeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+    cfg.base_dir = base_dir
+    return cfg

@@ -1,0 +1,95 @@
+"""Database tables. The schema itself is created and migrated by Alembic (node/db/migrations)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    """Naive UTC: SQLite has no time zones, so every timestamp is stored as naive UTC."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime()}
+
+
+class Instance(Base):
+    """One stored SOP instance. The file under the store root is the source of truth."""
+
+    __tablename__ = "instances"
+
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    series_uid: Mapped[str] = mapped_column(String(64), index=True)
+    transfer_syntax_uid: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)  # relative to the store root
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    calling_ae: Mapped[str | None] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Header fields needed by the series rules (image type, geometry), so that selection does
+    # not re-read files.
+    attrs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SeriesState:
+    RECEIVING = "receiving"
+    SELECTED = "selected"  # complete and matched the LGE rules: a job exists
+    IGNORED = "ignored"  # complete, not an LGE series (reason says why)
+    RESULT = "result"  # our own output or another derived object (SEG/SR/PDF): stored, not processed
+
+
+class Series(Base):
+    __tablename__ = "series"
+
+    series_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    modality: Mapped[str | None] = mapped_column(String(16))
+    series_description: Mapped[str | None] = mapped_column(String(128))
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default=SeriesState.RECEIVING, index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    # Incremented each time a late instance re-opens a completed series.
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    n_instances: Mapped[int] = mapped_column(Integer, default=0)
+    first_received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    completed_at: Mapped[datetime | None] = mapped_column()
+
+
+class JobState:
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"  # a late instance re-opened the series; a newer revision replaces it
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("series_uid", "revision", name="uq_jobs_series_revision"),
+        Index("ix_jobs_state_next", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    series_uid: Mapped[str] = mapped_column(String(64), ForeignKey("series.series_uid"), index=True)
+    study_uid: Mapped[str] = mapped_column(String(64))
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED)
+    stage: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    reason: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)

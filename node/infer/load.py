@@ -1,0 +1,42 @@
+"""Job stage 1: load the series' stored instances into a Volume with its geometry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.io.dicom_series import load_dicom_series
+from models.volume import Volume
+from node.db.models import Instance
+from node.receive.contexts import IMAGE_SOP_CLASSES
+
+
+def series_files(sessions: sessionmaker[Session], store_root: Path, series_uid: str) -> list[Path]:
+    with sessions() as session:
+        rows = session.execute(
+            select(Instance.path, Instance.sop_class_uid).where(Instance.series_uid == series_uid)
+        ).all()
+    return [store_root / p for p, c in rows if c in IMAGE_SOP_CLASSES]
+
+
+def load_volume(files: list[Path]) -> Volume:
+    if not files:
+        raise ValueError("the series has no stored image instances")
+    return load_dicom_series(files)
+
+
+def geometry_summary(volume: Volume) -> dict[str, Any]:
+    """What a job records about the loaded volume (identifiers and geometry only)."""
+    return {
+        "shape": list(volume.shape),
+        "pixel_spacing_mm": [float(v) for v in volume.pixel_spacing],
+        "slice_spacing_mm": None if volume.slice_spacing is None else float(volume.slice_spacing),
+        "slice_thickness_mm": None if volume.slice_thickness is None else float(volume.slice_thickness),
+        "row_direction": [float(v) for v in volume.row_direction],
+        "column_direction": [float(v) for v in volume.column_direction],
+        "normal": [float(v) for v in volume.normal],
+        "slice_positions_mm": [[float(v) for v in p] for p in volume.positions],
+    }

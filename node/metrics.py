@@ -1,0 +1,15 @@
+"""Prometheus metrics (served by the API at /metrics)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+INSTANCES_RECEIVED = Counter("lgenode_instances_received_total", "C-STORE requests answered", ["outcome"])
+STORE_SECONDS = Histogram(
+    "lgenode_store_seconds", "Time to validate, write (fsync) and index one instance",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0),
+)
+ASSOCIATIONS = Counter("lgenode_associations_total", "Association requests", ["outcome"])
+SERIES_COMPLETED = Counter("lgenode_series_completed_total", "Series completed", ["decision"])
+JOBS = Counter("lgenode_jobs_total", "Job state transitions", ["state"])
+JOB_SECONDS = Histogram("lgenode_job_seconds", "Job duration by stage", ["stage"])
+QUEUE_DEPTH = Gauge("lgenode_jobs_queued", "Jobs waiting to run")
+FREE_BYTES = Gauge("lgenode_storage_free_bytes", "Free bytes on the storage volume")

@@ -1,0 +1,1 @@
+"""DICOM receiving: the Storage SCP, its access policy and header checks."""

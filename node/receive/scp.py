@@ -1,0 +1,135 @@
+"""The Storage SCP (pynetdicom): C-ECHO and C-STORE, stored durably before Success."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import Any
+
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from node import metrics
+from node.config import DicomConfig
+from node.receive.acl import PeerPolicy
+from node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
+from node.receive.header import STATUS_INVALID_UID, STATUS_OUT_OF_RESOURCES, STATUS_SUCCESS, Refusal, parse_header
+from node.store.files import StorageFull
+from node.store.ingest import InstanceStore
+from node.store.uids import InvalidUID
+
+log = logging.getLogger(__name__)
+
+# pynetdicom's reactors poll with time.sleep(0.001) between events; a shorter DUL delay
+# trims the per-instance latency on a busy association at a small CPU cost.
+DUL_RUN_LOOP_DELAY = 0.0002
+
+
+class StorageSCP:
+    def __init__(self, cfg: DicomConfig, store: InstanceStore) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.policy = PeerPolicy(cfg)
+        self.ae = AE(ae_title=cfg.ae_title)
+        self.ae.maximum_associations = cfg.max_associations
+        self.ae.maximum_pdu_size = cfg.max_pdu_size
+        self.ae.network_timeout = cfg.network_timeout_seconds
+        self.ae.acse_timeout = cfg.acse_timeout_seconds
+        self.ae.dimse_timeout = cfg.dimse_timeout_seconds
+        # The called/calling AE checks are done by PeerPolicy in EVT_REQUESTED, so that the
+        # IP restriction and the log line come from one place.
+        self.ae.require_called_aet = False
+        self.ae.require_calling_aet = []
+        self.ae.add_supported_context(Verification)
+        for sop_class in STORAGE_SOP_CLASSES:
+            self.ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+        self._server: Any = None
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        handlers = [
+            (evt.EVT_CONN_OPEN, self._on_conn_open),
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+        ]
+        self._server = self.ae.start_server(
+            (self.cfg.bind_address, self.cfg.port), block=False, evt_handlers=handlers
+        )
+        self._server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        log.info("storage SCP listening", extra={"ae_title": self.cfg.ae_title, "address": self.cfg.bind_address,
+                                                  "port": self.port})
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1]) if self._server else self.cfg.port
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    # -- handlers --------------------------------------------------------
+    def _on_conn_open(self, event: evt.Event) -> None:
+        sock = event.assoc.dul.socket
+        if sock is not None and sock.socket is not None:
+            sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        event.assoc.dul._run_loop_delay = DUL_RUN_LOOP_DELAY
+
+    def _on_requested(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        rq = assoc.requestor.primitive
+        called = rq.called_ae_title if isinstance(rq.called_ae_title, str) else rq.called_ae_title.decode()
+        calling = rq.calling_ae_title if isinstance(rq.calling_ae_title, str) else rq.calling_ae_title.decode()
+        address = assoc.requestor.address
+        decision = self.policy.decide(called, calling, address)
+        if decision.accept:
+            metrics.ASSOCIATIONS.labels("accepted").inc()
+            return
+        metrics.ASSOCIATIONS.labels("rejected").inc()
+        log.warning("association rejected", extra={"calling_ae": calling.strip(), "called_ae": called.strip(),
+                                                     "peer": address, "reason": decision.reason})
+        assert decision.reject is not None
+        assoc.acse.send_reject(*decision.reject)
+        # As pynetdicom does for its own rejections: wait until the DUL has sent the
+        # A-ASSOCIATE-RJ and closed the transport, else the peer only sees a dropped connection.
+        assoc.kill()
+
+    def _on_echo(self, event: evt.Event) -> int:
+        return STATUS_SUCCESS
+
+    def _on_store(self, event: evt.Event) -> int:
+        t0 = time.perf_counter()
+        req = event.request
+        calling = event.assoc.requestor.ae_title.strip()
+        try:
+            encoded = event.encoded_dataset(include_meta=True)
+            header = parse_header(
+                encoded,
+                affected_sop_class=str(req.AffectedSOPClassUID),
+                affected_sop_instance=str(req.AffectedSOPInstanceUID),
+                transfer_syntax=str(event.context.transfer_syntax),
+            )
+            result = self.store.ingest(header, encoded, calling)
+        except Refusal as exc:
+            metrics.INSTANCES_RECEIVED.labels("refused").inc()
+            log.warning("instance refused", extra={"status": f"0x{exc.status:04X}", "reason": exc.reason,
+                                                    "calling_ae": calling})
+            return exc.status
+        except InvalidUID as exc:
+            metrics.INSTANCES_RECEIVED.labels("refused").inc()
+            log.warning("instance refused", extra={"status": f"0x{STATUS_INVALID_UID:04X}", "reason": str(exc)})
+            return STATUS_INVALID_UID
+        except StorageFull as exc:
+            metrics.INSTANCES_RECEIVED.labels("out_of_resources").inc()
+            log.error("instance refused: storage full", extra={"reason": str(exc)})
+            return STATUS_OUT_OF_RESOURCES
+        except Exception:
+            # Disk or database failure: the peer must keep the instance and retry later.
+            metrics.INSTANCES_RECEIVED.labels("out_of_resources").inc()
+            log.exception("instance refused: could not be stored")
+            return STATUS_OUT_OF_RESOURCES
+        metrics.INSTANCES_RECEIVED.labels("duplicate" if result.duplicate else "stored").inc()
+        metrics.STORE_SECONDS.observe(time.perf_counter() - t0)
+        return STATUS_SUCCESS

@@ -1,0 +1,1 @@
+"""Series: tracking arrivals, deciding completeness, selecting LGE series."""

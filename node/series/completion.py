@@ -1,0 +1,71 @@
+"""The sweep that declares series complete and applies the LGE rules.
+
+A series is complete when no instance arrived for ``series.idle_seconds``. Each complete
+series is either SELECTED (one job is queued for its current revision) or IGNORED with the
+reason. Safe to run concurrently on several nodes sharing one database: the state change is
+a conditional UPDATE, so only one sweeper wins a series, and the job's unique
+(series, revision) key makes the queueing idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from node import metrics
+from node.config import NodeConfig
+from node.db.models import Instance, Job, Series, SeriesState, utcnow
+from node.series.selection import evaluate
+
+log = logging.getLogger(__name__)
+
+
+def sweep(sessions: sessionmaker[Session], cfg: NodeConfig, now: datetime | None = None) -> list[str]:
+    """Complete every idle series; return the UIDs of series that got a job."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=cfg.series.idle_seconds)
+    with sessions() as session:
+        idle = session.execute(
+            select(Series.series_uid, Series.revision, Series.last_received_at)
+            .where(Series.state == SeriesState.RECEIVING, Series.last_received_at <= cutoff)
+        ).all()
+    queued: list[str] = []
+    for uid, revision, last in idle:
+        if _complete_one(sessions, cfg, uid, revision, last, now):
+            queued.append(uid)
+    return queued
+
+
+def _complete_one(sessions: sessionmaker[Session], cfg: NodeConfig, uid: str, revision: int,
+                  last: datetime, now: datetime) -> bool:
+    with sessions.begin() as session:
+        rows = session.execute(select(Instance.sop_class_uid, Instance.attrs).where(Instance.series_uid == uid)).all()
+        verdict = evaluate(cfg.selection, [(c, a or {}) for c, a in rows])
+        state = SeriesState.SELECTED if verdict.selected else SeriesState.IGNORED
+        # Conditional on nothing having arrived since we looked: a late instance wins.
+        res = session.execute(
+            update(Series)
+            .where(Series.series_uid == uid, Series.state == SeriesState.RECEIVING,
+                   Series.revision == revision, Series.last_received_at == last)
+            .values(state=state, reason=verdict.reason, completed_at=now)
+        )
+        if res.rowcount != 1:
+            return False
+        metrics.SERIES_COMPLETED.labels(state).inc()
+        log.info("series complete", extra={"series_uid": uid, "revision": revision, "decision": state,
+                                           "reason": verdict.reason, "instances": len(rows)})
+        if not verdict.selected:
+            return False
+        study_uid = session.execute(select(Series.study_uid).where(Series.series_uid == uid)).scalar_one()
+        try:
+            with session.begin_nested():
+                session.add(Job(series_uid=uid, study_uid=study_uid, revision=revision,
+                                max_attempts=cfg.jobs.max_attempts, next_attempt_at=utcnow(), created_at=utcnow()))
+        except IntegrityError:
+            return False  # another node queued it
+    metrics.JOBS.labels("queued").inc()
+    return True

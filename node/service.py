@@ -1,0 +1,109 @@
+"""`lgenode serve`: the SCP, the sweeps (APScheduler), the workers and the HTTP API in one process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from node.app import Core, build_core
+from node.config import NodeConfig
+from node.job.queue import JobQueue
+from node.job.worker import Worker
+from node.receive.scp import StorageSCP
+from node.series.completion import sweep
+
+log = logging.getLogger(__name__)
+
+
+class NodeService:
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        self.core: Core = build_core(cfg)
+        self.queue = JobQueue(self.core.sessions, lease_seconds=cfg.jobs.lease_seconds,
+                              retry_backoff_seconds=cfg.jobs.retry_backoff_seconds)
+        self.scp = StorageSCP(cfg.dicom, self.core.store)
+        self.workers = [
+            Worker(self.queue, self.core.sessions, self.core.files.root, poll_interval=cfg.jobs.poll_interval_seconds,
+                   name=None)
+            for _ in range(cfg.jobs.workers)
+        ]
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self._api_server: Any = None
+        self._stopped = threading.Event()
+
+    @property
+    def single_node(self) -> bool:
+        return self.cfg.database_url.startswith("sqlite")
+
+    def recover(self) -> None:
+        """Crash recovery before accepting anything: re-index orphan files, re-queue jobs."""
+        self.core.store.reconcile()
+        if self.single_node:
+            n = self.queue.requeue_all_running()
+        else:
+            n = self.queue.requeue_expired()
+        if n:
+            log.warning("re-queued interrupted jobs", extra={"count": n})
+
+    def sweep_series(self) -> None:
+        if sweep(self.core.sessions, self.cfg):
+            for w in self.workers:
+                w.wake()
+
+    def start(self) -> None:
+        self.recover()
+        self.scp.start()
+        s = self.cfg.series
+        self.scheduler.add_job(self.sweep_series, "interval", seconds=s.sweep_interval_seconds, id="series-sweep",
+                               max_instances=1, coalesce=True)
+        self.scheduler.add_job(self.queue.requeue_expired, "interval", seconds=max(5.0, self.cfg.jobs.lease_seconds / 4),
+                               id="lease-sweep", max_instances=1, coalesce=True)
+        self.scheduler.start()
+        for w in self.workers:
+            w.start()
+        if self.cfg.api.enabled:
+            self._start_api()
+        log.info("node started", extra={"ae_title": self.cfg.dicom.ae_title, "dicom_port": self.scp.port,
+                                        "api_port": self.cfg.api.port if self.cfg.api.enabled else None,
+                                        "workers": len(self.workers)})
+
+    def _start_api(self) -> None:
+        import uvicorn
+
+        from node.api.app import create_app
+
+        app = create_app(self.core.sessions, self.core.files.root, lambda: self.scp._server is not None)
+        config = uvicorn.Config(app, host=self.cfg.api.host, port=self.cfg.api.port, log_level="warning",
+                                access_log=False)
+        self._api_server = uvicorn.Server(config)
+        self._api_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        threading.Thread(target=self._api_server.run, name="api", daemon=True).start()
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        log.info("node stopping")
+        self.scp.stop()  # stop accepting first: nothing new is acknowledged after this
+        self.scheduler.shutdown(wait=False)
+        for w in self.workers:
+            w.stop()
+        if self._api_server is not None:
+            self._api_server.should_exit = True
+        self.core.engine.dispose()
+
+    def run_forever(self) -> None:
+        self.start()
+        done = threading.Event()
+
+        def _handle(signum: int, _frame: object) -> None:
+            done.set()
+
+        signal.signal(signal.SIGTERM, _handle)
+        signal.signal(signal.SIGINT, _handle)
+        done.wait()
+        self.stop()

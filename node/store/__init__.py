@@ -1,0 +1,1 @@
+"""Durable storage of received instances, keyed by validated UIDs."""

@@ -1,0 +1,127 @@
+"""Write received instances so that a Success response means the bytes are on disk.
+
+Layout: ``<root>/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm`` (validated UIDs only, so no
+path traversal is possible). A file is written to ``<root>/.incoming/`` first, fsynced, then
+renamed into place and the directory fsynced: a crash leaves either nothing or a complete file,
+never a partial one under its final name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.store.uids import InvalidUID, is_valid_uid
+
+
+class StorageFull(OSError):
+    """Free space is below the configured minimum."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: Path  # absolute
+    relpath: str  # relative to the store root, as indexed
+    size: int
+    created: bool  # False when an identical SOP Instance UID was already stored
+
+
+class FileStore:
+    def __init__(self, root: Path, *, min_free_mb: int = 500, fsync: bool = True) -> None:
+        self.root = Path(root)
+        self.min_free_bytes = min_free_mb * 1024 * 1024
+        self.fsync = fsync
+        self.incoming = self.root / ".incoming"
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        self._known_dirs: set[Path] = set()
+
+    def relpath_for(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        for name, v in (("StudyInstanceUID", study_uid), ("SeriesInstanceUID", series_uid), ("SOPInstanceUID", sop_uid)):
+            if not is_valid_uid(v):
+                raise InvalidUID(name, v)
+        return f"{study_uid}/{series_uid}/{sop_uid}.dcm"
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def check_space(self, needed: int) -> None:
+        if self.free_bytes() - needed < self.min_free_bytes:
+            raise StorageFull(f"free space below the configured minimum ({self.min_free_bytes // (1024 * 1024)} MB)")
+
+    def _ensure_dir(self, d: Path) -> None:
+        if d in self._known_dirs:
+            return
+        created: list[Path] = []
+        p = d
+        while not p.exists():
+            created.append(p)
+            p = p.parent
+        d.mkdir(parents=True, exist_ok=True)
+        if self.fsync:
+            # Persist each new directory entry (in its parent) so the rename below survives power loss.
+            for c in reversed(created):
+                _fsync_dir(c.parent)
+        self._known_dirs.add(d)
+
+    def write(self, relpath: str, data: bytes | memoryview) -> StoredFile:
+        """Durably store ``data`` at ``relpath`` unless a file is already there."""
+        final = self.root / relpath
+        if final.exists():
+            return StoredFile(final, relpath, final.stat().st_size, created=False)
+        self.check_space(len(data))
+        tmp = self.incoming / f"{uuid.uuid4().hex}.part"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            if self.fsync:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        try:
+            self._ensure_dir(final.parent)
+            os.replace(tmp, final)
+            if self.fsync:
+                _fsync_dir(final.parent)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return StoredFile(final, relpath, len(data), created=True)
+
+    def remove(self, relpath: str) -> None:
+        (self.root / relpath).unlink(missing_ok=True)
+
+    def clean_incoming(self) -> int:
+        """Delete partial files left by a crash (they were never acknowledged)."""
+        n = 0
+        for p in self.incoming.glob("*.part"):
+            p.unlink(missing_ok=True)
+            n += 1
+        return n
+
+    def iter_files(self):  # type: ignore[no-untyped-def]
+        """Every stored instance file, as (relpath, absolute path)."""
+        for study in self.root.iterdir():
+            if study.name.startswith(".") or not study.is_dir():
+                continue
+            for series in study.iterdir():
+                if not series.is_dir():
+                    continue
+                for f in series.glob("*.dcm"):
+                    yield f"{study.name}/{series.name}/{f.name}", f
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,138 @@
+"""Receive-side storage: file first (fsynced), then the index row, then the answer.
+
+If indexing fails after the file was written, the new file is removed again so nothing is
+half-recorded; if the process dies between the two, startup reconciliation
+(`reconcile`) indexes the complete file it finds (the peer never got a Success for it, will
+re-send, and the duplicate is recognised).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from node.db.models import Instance, Series, SeriesState, utcnow
+from node.receive.header import InstanceHeader, Refusal, parse_header
+from node.series.tracking import record_instance
+from node.store.files import FileStore
+
+log = logging.getLogger(__name__)
+
+_INSERT_INSTANCE = insert(Instance)
+_BUMP_SERIES = (
+    update(Series)
+    .where(Series.series_uid == bindparam("uid"), Series.state.in_([SeriesState.RECEIVING, SeriesState.RESULT]))
+    .values(n_instances=Series.n_instances + 1, last_received_at=bindparam("now"))
+)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    sop_instance_uid: str
+    duplicate: bool
+
+
+class InstanceStore:
+    def __init__(self, files: FileStore, sessions: sessionmaker[Session], *, late_policy: str = "reprocess") -> None:
+        self.files = files
+        self.sessions = sessions
+        self.engine = sessions.kw["bind"]
+        self.late_policy = late_policy
+        # SQLite has one writer; serialising here avoids busy retries and keeps the
+        # duplicate check + insert atomic across associations.
+        self._lock = threading.Lock()
+
+    def ingest(self, header: InstanceHeader, encoded: bytes, calling_ae: str | None) -> IngestResult:
+        relpath = self.files.relpath_for(header.study_uid, header.series_uid, header.sop_instance_uid)
+        with self._lock:
+            stored = self.files.write(relpath, encoded)
+            if not stored.created:
+                return IngestResult(header.sop_instance_uid, duplicate=True)
+            now = utcnow()
+            row = {
+                "sop_instance_uid": header.sop_instance_uid, "sop_class_uid": header.sop_class_uid,
+                "study_uid": header.study_uid, "series_uid": header.series_uid,
+                "transfer_syntax_uid": header.transfer_syntax_uid, "path": relpath, "size_bytes": stored.size,
+                "calling_ae": calling_ae, "received_at": now, "attrs": header.attrs,
+            }
+            try:
+                # Core statements, not the ORM: this runs once per received instance and the
+                # ORM's unit of work was most of the per-instance cost.
+                with self.engine.begin() as conn:
+                    conn.execute(_INSERT_INSTANCE, row)
+                    res = conn.execute(_BUMP_SERIES, {"uid": header.series_uid, "now": now})
+                    if res.rowcount == 1:
+                        return IngestResult(header.sop_instance_uid, duplicate=False)
+                # New series, or one that a late instance re-opens: the ORM path, rarely taken.
+                # (The instance row is already committed; if this fails the sweeper still
+                # sees the instance via reconcile_series.)
+                with self.sessions.begin() as session:
+                    record_instance(session, header, now, self.late_policy)
+            except IntegrityError:
+                # Already indexed (e.g. by another node sharing the DB, or the file was pruned).
+                with self.sessions() as session:
+                    existing = session.get(Instance, header.sop_instance_uid)
+                if existing is not None and existing.path != relpath:
+                    self.files.remove(relpath)
+                return IngestResult(header.sop_instance_uid, duplicate=True)
+            except BaseException:
+                self._undo(header.sop_instance_uid, relpath)
+                raise
+        return IngestResult(header.sop_instance_uid, duplicate=False)
+
+    def _undo(self, sop_uid: str, relpath: str) -> None:
+        """Indexing failed: remove what this call wrote so nothing is half-recorded."""
+        self.files.remove(relpath)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(delete(Instance).where(Instance.sop_instance_uid == sop_uid))
+        except Exception:  # the database itself is down; reconcile() repairs at startup
+            log.exception("could not roll back index row")
+
+    def reconcile(self) -> int:
+        """Index complete files that have no index row (a crash between write and commit)."""
+        removed = self.files.clean_incoming()
+        if removed:
+            log.info("removed unacknowledged partial files", extra={"count": removed})
+        with self.sessions() as session:
+            known = set(session.scalars(select(Instance.path)))
+        added = 0
+        for relpath, path in self.files.iter_files():
+            if relpath in known:
+                continue
+            try:
+                header = _header_from_file(path)
+            except Refusal as exc:
+                log.warning("unindexable file left in store", extra={"path": relpath, "reason": exc.reason})
+                continue
+            with self._lock, self.sessions.begin() as session:
+                if session.get(Instance, header.sop_instance_uid) is None:
+                    session.add(Instance(
+                        sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
+                        study_uid=header.study_uid, series_uid=header.series_uid,
+                        transfer_syntax_uid=header.transfer_syntax_uid, path=relpath,
+                        size_bytes=path.stat().st_size, calling_ae=None, received_at=utcnow(), attrs=header.attrs,
+                    ))
+                    record_instance(session, header, utcnow(), self.late_policy)
+                    added += 1
+        if added:
+            log.info("re-indexed files found without an index row", extra={"count": added})
+        return added
+
+
+def _header_from_file(path: Path) -> InstanceHeader:
+    data = path.read_bytes()
+    meta = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).file_meta
+    return parse_header(
+        data,
+        affected_sop_class=str(meta.MediaStorageSOPClassUID),
+        affected_sop_instance=str(meta.MediaStorageSOPInstanceUID),
+        transfer_syntax=str(meta.TransferSyntaxUID),
+    )

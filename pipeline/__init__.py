@@ -1,0 +1,4 @@
+"""pipeline — the offline lab: data sets, mask simulation, image synthesis, training, evaluation.
+
+Uses `models`; never uses `node`.
+"""

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from node.config import ConfigError, load_config
+from tests.conftest import REPO
+
+
+def test_example_config_is_valid_and_documented() -> None:
+    cfg = load_config(REPO / "config" / "node.yaml")
+    assert cfg.dicom.ae_title == "LGENODE"
+    assert cfg.dicom.bind_address == "127.0.0.1"
+    assert not cfg.dicom.allow_any_peer and cfg.dicom.allowed_peers
+    # Relative paths are resolved against the config file's folder.
+    assert cfg.storage_root == (REPO / "var" / "store").resolve()
+    # Every setting of the schema appears in the example (so administrators see it), and
+    # every key line there has a comment right above it or on its line.
+    text = (REPO / "config" / "node.yaml").read_text()
+    for section, model in cfg:
+        if section == "base_dir":
+            continue
+        assert f"\n{section}:" in text, section
+        for key in type(model).model_fields:
+            assert f"  {key}:" in text, f"{section}.{key} missing from config/node.yaml"
+    lines = (REPO / "config" / "node.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        s = line.strip()
+        if s and not s.startswith("#") and not s.startswith("-") and s.endswith(":") is False and ":" in s:
+            above = lines[i - 1].strip()
+            assert above.startswith("#") or "#" in line or lines[i - 1].strip().startswith("- ") or above.endswith(":"), line
+
+
+def test_embedded_defaults_load() -> None:
+    cfg = load_config(None, environ={})
+    assert cfg.dicom.port == 11112 and cfg.database_url.startswith("sqlite:///")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("dicom:\n  port: 70000\n  allow_any_peer: true\n", "dicom.port"),
+        ("dicom:\n  aetitle: X\n  allow_any_peer: true\n", "dicom.aetitle: unknown key"),
+        ("dicom:\n  ae_title: 'THIS_AE_TITLE_IS_TOO_LONG'\n  allow_any_peer: true\n", "dicom.ae_title"),
+        ("dicom:\n  allow_any_peer: false\n", "allowed_peers is empty"),
+        ("series:\n  idle_seconds: 0\n", "series.idle_seconds"),
+        ("series:\n  late_instance_policy: sometimes\n", "series.late_instance_policy"),
+        ("selection:\n  description_patterns: ['(']\n", "invalid regular expression"),
+        ("storage: [1, 2]\n", "storage"),
+        ("- just a list\n", "top level must be a mapping"),
+        ("dicom: {port: [\n", "not valid YAML"),
+        ("database:\n  url: ${LGENODE_TEST_UNSET_VAR}\n", "LGENODE_TEST_UNSET_VAR is not set"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(p, environ={})
+    assert expected in str(exc.value)
+
+
+def test_env_substitution_and_overrides(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("database:\n  url: postgresql+psycopg://u:${DBPW}@db/x\ndicom:\n  allow_any_peer: true\n")
+    cfg = load_config(p, environ={"DBPW": "s3cret", "LGENODE_PORT": "4242"})
+    assert cfg.database.url == "postgresql+psycopg://u:s3cret@db/x"
+    assert cfg.dicom.port == 4242
+
+
+def test_cli_config_check_exit_codes(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dicom:\n  port: nope\n  allow_any_peer: true\n")
+    lgenode = Path(sys.executable).with_name("lgenode")
+    r = subprocess.run([lgenode, "config", "check", "--config", bad], capture_output=True, text=True)
+    assert r.returncode == 2 and "dicom.port" in r.stderr
+    r = subprocess.run([lgenode, "config", "check", "--config", REPO / "config" / "node.yaml"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

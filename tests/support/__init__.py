@@ -1,0 +1,1 @@
+"""Shared test helpers (fixtures for real peers, DICOM validation, sample series)."""
