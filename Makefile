@@ -6,14 +6,15 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-APT_PACKAGES := dcmtk dicom3tools orthanc orthanc-dicomweb
+APT_PACKAGES := dcmtk dicom3tools orthanc orthanc-dicomweb postgresql
 PYTEST_ARGS ?=
 
 .PHONY: setup system-deps venv run test test-fast bench clean
 
 setup: system-deps venv
 
-# DCMTK (peer PACS/modality in tests), dicom3tools (dciodvfy), Orthanc + DICOMweb (the PACS).
+# DCMTK (peer PACS/modality in tests), dicom3tools (dciodvfy), Orthanc + DICOMweb (the PACS),
+# PostgreSQL (shared-queue tests start a throw-away server on 127.0.0.1).
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -95,21 +95,35 @@ def jobs(
     from node.app import build_core
     from node.db.models import Job
 
+    from node.deliver.outbox import delivery_summary
+
     core = build_core(_load(config))
     with core.sessions() as s:
         q = select(Job).order_by(Job.id.desc()).limit(limit)
         if state:
             q = q.where(Job.state == state)
         rows = [
-            {"id": j.id, "state": j.state, "stage": j.stage, "attempts": f"{j.attempts}/{j.max_attempts}",
+            {"id": j.id, "kind": j.kind, "state": j.state, "stage": j.stage, "attempts": f"{j.attempts}/{j.max_attempts}",
              "series_uid": j.series_uid, "revision": j.revision, "created": j.created_at.isoformat(timespec="seconds"),
              "reason": j.reason, "result": j.result}
             for j in s.scalars(q)
         ]
+    from node.api.app import latest_reviews
+
+    deliveries = delivery_summary(core.sessions, [int(r["id"]) for r in rows])  # type: ignore[arg-type]
+    with core.sessions() as s:
+        reviews = latest_reviews(s, [int(r["id"]) for r in rows])  # type: ignore[arg-type]
+    for r in rows:
+        rv = reviews.get(int(r["id"]))  # type: ignore[arg-type]
+        r["review"] = f"{rv.decision} by {rv.reviewer or '?'}" if rv else ""
+        d = deliveries.get(int(r["id"]), {})  # type: ignore[arg-type]
+        r["deliveries"] = d
+        r["delivery"] = ", ".join(f"{n} {k}" for k, n in sorted(d.items())) if d else ""
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
     else:
-        typer.echo(_table(rows, ["id", "state", "stage", "attempts", "revision", "created", "series_uid", "reason"]))
+        typer.echo(_table(rows, ["id", "kind", "state", "stage", "attempts", "revision", "delivery", "review", "created",
+                                 "series_uid", "reason"]))
 
 
 def series(

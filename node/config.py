@@ -130,6 +130,46 @@ class JobsConfig(_Strict):
     poll_interval_seconds: Annotated[float, Field(gt=0)] = 1.0
 
 
+class CStoreDestination(_Strict):
+    type: Literal["cstore"]
+    name: str = Field(min_length=1, max_length=64)
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)]
+    ae_title: str
+    calling_ae_title: str | None = None  # default: dicom.ae_title
+    timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+    _ae = field_validator("ae_title")(classmethod(lambda cls, v: _check_ae(v)))
+
+
+class StowDestination(_Strict):
+    type: Literal["stow"]
+    name: str = Field(min_length=1, max_length=64)
+    url: str = Field(pattern=r"^https?://")
+    # Sent as the Authorization header, e.g. "Bearer ${PACS_TOKEN}" (use an env reference).
+    auth_header: str | None = None
+    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+
+
+Destination = Annotated[CStoreDestination | StowDestination, Field(discriminator="type")]
+
+
+class DeliveryConfig(_Strict):
+    max_attempts: Annotated[int, Field(ge=1)] = 20
+    retry_backoff_seconds: Annotated[float, Field(ge=0)] = 10.0
+    max_backoff_seconds: Annotated[float, Field(gt=0)] = 1800.0
+    sweep_interval_seconds: Annotated[float, Field(gt=0)] = 5.0
+
+
+class ModelConfig(_Strict):
+    # Folder with model.json + the segmenter/localiser (ONNX and/or .keras). Empty: the weights
+    # shipped in the package (models/weights), or env LGENODE_WEIGHTS_DIR.
+    weights_dir: Path | None = None
+    runtime: Literal["onnx", "keras"] = "onnx"
+    # Also write the readable Encapsulated PDF report (about a second per job).
+    write_report: bool = True
+
+
 class ApiConfig(_Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -148,10 +188,21 @@ class NodeConfig(_Strict):
     series: SeriesConfig = Field(default_factory=SeriesConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    destinations: list[Destination] = Field(default_factory=list)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     # Directory that relative paths in this file are resolved against (set by the loader).
     base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_destinations(self) -> "NodeConfig":
+        names = [d.name for d in self.destinations]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"destinations: duplicate name(s) {sorted(dup)}")
+        return self
 
     def resolve(self, p: Path) -> Path:
         return p if p.is_absolute() else (self.base_dir / p).resolve()

@@ -12,9 +12,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from node.app import Core, build_core
 from node.config import NodeConfig
 from node.job.queue import JobQueue
-from node.job.worker import Worker
+from node.deliver.outbox import Outbox
+from node.job.worker import Worker, build_stages
 from node.receive.scp import StorageSCP
 from node.series.completion import sweep
+from node.store.retention import purge_expired
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +28,11 @@ class NodeService:
         self.queue = JobQueue(self.core.sessions, lease_seconds=cfg.jobs.lease_seconds,
                               retry_backoff_seconds=cfg.jobs.retry_backoff_seconds)
         self.scp = StorageSCP(cfg.dicom, self.core.store)
+        self.outbox = Outbox(self.core.sessions, self.core.files.root, cfg)
+        stages = build_stages(cfg, self.outbox)
         self.workers = [
             Worker(self.queue, self.core.sessions, self.core.files.root, poll_interval=cfg.jobs.poll_interval_seconds,
-                   name=None)
+                   stages=stages, files=self.core.files)
             for _ in range(cfg.jobs.workers)
         ]
         self.scheduler = BackgroundScheduler(timezone="UTC")
@@ -54,6 +58,9 @@ class NodeService:
             for w in self.workers:
                 w.wake()
 
+    def _purge(self) -> None:
+        purge_expired(self.core.sessions, self.core.files, self.cfg.storage.retention_days)
+
     def start(self) -> None:
         self.recover()
         self.scp.start()
@@ -62,6 +69,11 @@ class NodeService:
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(self.queue.requeue_expired, "interval", seconds=max(5.0, self.cfg.jobs.lease_seconds / 4),
                                id="lease-sweep", max_instances=1, coalesce=True)
+        if self.cfg.destinations:
+            self.scheduler.add_job(self.outbox.run_due, "interval", seconds=self.cfg.delivery.sweep_interval_seconds,
+                                   id="delivery-retry", max_instances=1, coalesce=True)
+        if self.cfg.storage.retention_days > 0:
+            self.scheduler.add_job(self._purge, "interval", hours=1, id="retention", max_instances=1, coalesce=True)
         self.scheduler.start()
         for w in self.workers:
             w.start()

@@ -70,6 +70,11 @@ class JobState:
     SUPERSEDED = "superseded"  # a late instance re-opened the series; a newer revision replaces it
 
 
+class JobKind:
+    SEGMENT = "segment"
+    REMEASURE = "remeasure"
+
+
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
@@ -81,6 +86,8 @@ class Job(Base):
     series_uid: Mapped[str] = mapped_column(String(64), ForeignKey("series.series_uid"), index=True)
     study_uid: Mapped[str] = mapped_column(String(64))
     revision: Mapped[int] = mapped_column(Integer, default=1)
+    # "segment": an LGE series -> SEG + SR + PDF; "remeasure": a reviewed (edited) SEG -> a new SR.
+    kind: Mapped[str] = mapped_column(String(16), default=JobKind.SEGMENT, server_default="segment")
     state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED)
     stage: Mapped[str | None] = mapped_column(String(32))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -93,3 +100,47 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class DeliveryState:
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # attempts used up
+
+
+class Delivery(Base):
+    """One result object to one destination. A retry re-sends the same stored file (same UIDs)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("job_id", "destination", "sop_instance_uid", name="uq_delivery_object"),
+        Index("ix_deliveries_state_next", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(Integer, ForeignKey("jobs.id"), index=True)
+    destination: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # seg, sr, pdf
+    sop_instance_uid: Mapped[str] = mapped_column(String(64))
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)  # relative to the store root
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column()
+
+
+class Review(Base):
+    """A radiologist's decision on a job's result (append-only; the newest row is current)."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(Integer, ForeignKey("jobs.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))  # accepted | rejected
+    comment: Mapped[str | None] = mapped_column(Text)
+    reviewer: Mapped[str | None] = mapped_column(String(128))
+    seg_series_uid: Mapped[str | None] = mapped_column(String(64))
+    seg_sop_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -25,6 +25,7 @@ class Claimed:
     study_uid: str
     revision: int
     attempt: int
+    kind: str = "segment"
 
 
 class JobQueue:
@@ -51,7 +52,7 @@ class JobQueue:
                 if res.rowcount == 1:
                     job = session.get(Job, job_id)
                     assert job is not None
-                    return Claimed(job.id, job.series_uid, job.study_uid, job.revision, job.attempts)
+                    return Claimed(job.id, job.series_uid, job.study_uid, job.revision, job.attempts, job.kind)
         return None
 
     def heartbeat(self, job_id: int, worker: str, stage: str | None = None) -> None:
@@ -70,7 +71,8 @@ class JobQueue:
             )
             return res.rowcount == 1
 
-    def fail(self, job_id: int, worker: str, reason: str, *, retryable: bool = True) -> str:
+    def fail(self, job_id: int, worker: str, reason: str, *, retryable: bool = True,
+             partial: dict[str, object] | None = None) -> str:
         """Record a failure; re-queue with backoff while attempts remain. Returns the new state."""
         now = utcnow()
         with self.sessions.begin() as session:
@@ -85,6 +87,8 @@ class JobQueue:
                 job.finished_at = now
             job.reason = reason[:2000]
             job.lease_expires_at = None
+            if partial:
+                job.result = dict(partial)  # what the stages before the failure found
             return job.state
 
     def requeue_expired(self, now: datetime | None = None) -> int:

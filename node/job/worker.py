@@ -32,7 +32,15 @@ class JobContext:
     job: Claimed
     store_root: Path
     sessions: sessionmaker[Session]
+    files: Any = None  # FileStore, for stages that write objects
     volume: Any = None
+    labels: Any = None
+    model: tuple[str, str] = ("", "")
+    measurements: Any = None
+    aha: Any = None
+    outgoing: list[Any] = field(default_factory=list)
+    seg: Any = None  # remeasure jobs: the reviewed SEG
+    source_series_uid: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
 
 
@@ -56,13 +64,42 @@ def stage_load(ctx: JobContext) -> None:
 DEFAULT_STAGES: list[tuple[str, Stage]] = [("load", stage_load)]
 
 
+def build_stages(cfg: Any, outbox: Any) -> dict[str, list[tuple[str, Stage]]]:
+    """Stages per job kind.
+
+    segment:   load -> segment (+ measurements) -> encode (SEG, SR, PDF) -> deliver
+    remeasure: load the reviewed SEG on its source volume (+ measurements) -> encode SR -> deliver
+    """
+    from node.deliver.stage import DeliverStage
+    from node.encode.stage import EncodeStage
+    from node.infer.remeasure import stage_encode_reviewed_sr, stage_load_reviewed
+    from node.infer.segment import SegmentStage
+
+    weights = cfg.resolve(cfg.model.weights_dir) if cfg.model.weights_dir else None
+    deliver = DeliverStage(outbox)
+    return {
+        "segment": [
+            ("load", stage_load),
+            ("segment", SegmentStage(weights, cfg.model.runtime)),
+            ("encode", EncodeStage(cfg.model.write_report)),
+            ("deliver", deliver),
+        ],
+        "remeasure": [
+            ("load", stage_load_reviewed),
+            ("encode", stage_encode_reviewed_sr),
+            ("deliver", deliver),
+        ],
+    }
+
+
 class Worker:
     def __init__(self, queue: JobQueue, sessions: sessionmaker[Session], store_root: Path, *,
-                 stages: list[tuple[str, Stage]] | None = None, poll_interval: float = 1.0,
-                 name: str | None = None) -> None:
+                 stages: list[tuple[str, Stage]] | dict[str, list[tuple[str, Stage]]] | None = None, poll_interval: float = 1.0,
+                 name: str | None = None, files: Any = None) -> None:
         self.queue = queue
         self.sessions = sessions
         self.store_root = store_root
+        self.files = files
         self.stages = stages or DEFAULT_STAGES
         self.poll_interval = poll_interval
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
@@ -102,20 +139,24 @@ class Worker:
         return True
 
     def run_job(self, job: Claimed) -> None:
-        ctx = JobContext(job=job, store_root=self.store_root, sessions=self.sessions)
+        ctx = JobContext(job=job, store_root=self.store_root, sessions=self.sessions, files=self.files)
+        stages = self.stages.get(job.kind) if isinstance(self.stages, dict) else self.stages
+        if stages is None:
+            self._failed(job, "start", f"no stages for job kind {job.kind!r}", retryable=False)
+            return
         timings: dict[str, float] = {}
         log.info("job started", extra={"job_id": job.id, "series_uid": job.series_uid, "attempt": job.attempt})
         metrics.JOBS.labels("running").inc()
-        for name, stage in self.stages:
+        for name, stage in stages:
             self.queue.heartbeat(job.id, self.name, stage=name)
             t0 = time.perf_counter()
             try:
                 stage(ctx)
             except PermanentError as exc:
-                self._failed(job, name, str(exc), retryable=False)
+                self._failed(job, name, str(exc), retryable=False, partial=ctx.result)
                 return
             except Exception as exc:
-                self._failed(job, name, f"{type(exc).__name__}: {exc}", retryable=True)
+                self._failed(job, name, f"{type(exc).__name__}: {exc}", retryable=True, partial=ctx.result)
                 log.debug("stage traceback", extra={"job_id": job.id, "tb": traceback.format_exc()})
                 return
             timings[name] = round(time.perf_counter() - t0, 4)
@@ -127,7 +168,8 @@ class Worker:
         else:
             log.warning("job finished after losing its lease; result not recorded", extra={"job_id": job.id})
 
-    def _failed(self, job: Claimed, stage: str, reason: str, *, retryable: bool) -> None:
-        state = self.queue.fail(job.id, self.name, f"{stage}: {reason}", retryable=retryable)
+    def _failed(self, job: Claimed, stage: str, reason: str, *, retryable: bool,
+                partial: dict[str, Any] | None = None) -> None:
+        state = self.queue.fail(job.id, self.name, f"{stage}: {reason}", retryable=retryable, partial=partial)
         metrics.JOBS.labels("failed" if state == "failed" else "retry").inc()
         log.warning("job stage failed", extra={"job_id": job.id, "stage": stage, "reason": reason, "state": state})

@@ -1,19 +1,24 @@
 """Checks on a received C-STORE dataset, done on the encoded bytes before anything is stored.
 
-The whole dataset is parsed once (pixel data included, so that a truncated transfer is
-detected) but never decoded or re-encoded: the stored file holds the bytes as received.
+Every top-level element is walked once (pixel data included, so that a truncated transfer is
+detected); only the few values indexing needs are decoded, and nothing is re-encoded: the
+stored file holds the bytes as received.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
 
-from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
-from pydicom.filereader import data_element_generator
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import convert_raw_data_element
+from pydicom.datadict import tag_for_keyword
+from pydicom.filereader import data_element_generator, read_preamble
+from pydicom.uid import UID
 
+from node.receive.contexts import IMAGE_SOP_CLASSES
 from node.store.uids import is_valid_uid
 
 # C-STORE failure statuses (PS3.4 B.2.3) used by the node.
@@ -63,42 +68,101 @@ _WANTED = [
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", *_SERIES_KEYS, *_IMAGE_KEYS,
     "ImageType", "ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing", "SliceThickness",
 ]
+# Tags kept while walking the dataset (values decoded only for these); the character set is
+# needed to decode the text ones.
+_CHARSET_TAG = 0x00080005
+_KEYWORDS: dict[int, str] = {int(tag_for_keyword(k)): k for k in _WANTED}  # type: ignore[arg-type]
+_WANTED_TAGS = frozenset([_CHARSET_TAG, *_KEYWORDS])
+_PIXEL_TAGS = frozenset([0x7FE00010, 0x7FE00008, 0x7FE00009])  # Pixel Data, Float, Double Float
 _SEQ_DELIMITER_LE = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _SEQ_DELIMITER_BE = b"\xff\xfe\xe0\xdd\x00\x00\x00\x00"
+# Values longer than this are skipped (seek), not read: only the length is checked.
+_DEFER_BYTES = 1024
 
 
-def _check_complete(fp: BytesIO, total: int, implicit: bool, little: bool) -> None:
-    """Walk the elements after the header without loading their values; every declared
-    length must fit in what was received (a short transfer is refused, not stored)."""
+def _walk(data: bytes, implicit: bool, little: bool) -> tuple[dict[int, Any], bool]:
+    """Walk every top-level element once, reading values only for ``_WANTED_TAGS``.
+
+    Each element must lie wholly inside what was received: a declared length past the end,
+    an undefined-length value without its delimiter, or an element header cut short is a
+    truncated transfer and refused. (pydicom's readers tolerate these, with a warning, so
+    the check cannot be left to them.) Returns the wanted raw elements and whether the
+    dataset has pixel data.
+    """
     delimiter = _SEQ_DELIMITER_LE if little else _SEQ_DELIMITER_BE
-    buf = fp.getbuffer()
+    total = len(data)
+    fp = BytesIO(data)
+    wanted: dict[int, Any] = {}
+    has_pixels = False
+    end = 0  # where the last complete element ended
     try:
-        for raw in data_element_generator(fp, implicit, little, defer_size=64):
-            if raw.length == 0xFFFFFFFF:
+        for elem in data_element_generator(fp, implicit, little, defer_size=_DEFER_BYTES):
+            # Undefined-length sequences come back parsed (DataElement), everything else raw.
+            if getattr(elem, "is_undefined_length", False) or getattr(elem, "length", None) == 0xFFFFFFFF:
                 end = fp.tell()
-                if bytes(buf[end - 8:end]) != delimiter:
-                    raise Refusal(STATUS_CANNOT_UNDERSTAND, f"element {raw.tag} has no sequence delimiter (truncated)")
-            elif raw.value_tell + raw.length > total:
-                raise Refusal(STATUS_CANNOT_UNDERSTAND, f"element {raw.tag} is truncated")
-    except EOFError as exc:
-        raise Refusal(STATUS_CANNOT_UNDERSTAND, f"dataset is truncated: {exc}") from None
-    finally:
-        del buf
+                if end > total or data[end - 8:end] != delimiter:
+                    raise Refusal(STATUS_CANNOT_UNDERSTAND, f"element {elem.tag} has no sequence delimiter (truncated)")
+            else:
+                end = elem.value_tell + elem.length
+                if end > total:
+                    raise Refusal(STATUS_CANNOT_UNDERSTAND, f"element {elem.tag} is truncated")
+            tag = int(elem.tag)
+            if tag in _WANTED_TAGS:
+                wanted[tag] = elem
+            elif tag in _PIXEL_TAGS:
+                has_pixels = True
+    except Refusal:
+        raise
+    except Exception as exc:  # struct.error, EOFError, ValueError...: malformed or cut short
+        raise Refusal(STATUS_CANNOT_UNDERSTAND, f"dataset could not be parsed (truncated or malformed): {exc}") from None
+    if end != total:
+        # The generator stops quietly on a partial element header (1-11 bytes left).
+        raise Refusal(STATUS_CANNOT_UNDERSTAND, f"dataset ends inside an element header at byte {end} of {total}")
+    return wanted, has_pixels
+
+
+def find_dataset_offset(encoded_with_meta: bytes) -> int:
+    """Offset of the dataset in a DICOM file's bytes (after preamble, prefix and file meta)."""
+    fp = BytesIO(encoded_with_meta)
+    try:
+        read_preamble(fp, False)
+        # File meta is always explicit VR little endian; stop (rewound) at the first non-group-2 element.
+        for _ in data_element_generator(fp, False, True, stop_when=lambda tag, vr, length: tag >> 16 != 2):
+            pass
+    except Exception as exc:
+        raise Refusal(STATUS_CANNOT_UNDERSTAND, f"file meta could not be parsed: {exc}") from None
+    return fp.tell()
 
 
 def parse_header(encoded_with_meta: bytes, *, affected_sop_class: str, affected_sop_instance: str,
-                 transfer_syntax: str) -> InstanceHeader:
-    """Validate a received dataset (file meta + dataset bytes) and pull out what indexing needs."""
-    fp = BytesIO(encoded_with_meta)
+                 transfer_syntax: str, dataset_offset: int | None = None) -> InstanceHeader:
+    """Validate a received dataset (file meta + dataset bytes) and pull out what indexing needs.
+
+    ``dataset_offset``: where the dataset starts, when the caller knows it (the SCP built the
+    file meta itself); otherwise the file meta is parsed to find it. ``transfer_syntax`` is
+    the one the dataset is encoded in (the presentation context's).
+    """
+    offset = find_dataset_offset(encoded_with_meta) if dataset_offset is None else dataset_offset
+    tsx = UID(transfer_syntax)
+    data = encoded_with_meta[offset:]
+    if tsx.is_deflated:
+        try:
+            data = zlib.decompress(data, -zlib.MAX_WBITS)
+        except zlib.error as exc:
+            raise Refusal(STATUS_CANNOT_UNDERSTAND, f"deflated dataset could not be inflated: {exc}") from None
+    raw, has_pixels = _walk(data, tsx.is_implicit_VR, tsx.is_little_endian)
     try:
-        ds = dcmread(fp, stop_before_pixels=True, specific_tags=_WANTED)
-        tsx = ds.file_meta.TransferSyntaxUID
-        _check_complete(fp, len(encoded_with_meta), tsx.is_implicit_VR, tsx.is_little_endian)
-        values = {k: ds.get(k) for k in ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID")}
-    except Refusal:
-        raise
-    except (InvalidDicomError, EOFError, ValueError, OSError, TypeError, KeyError, AttributeError) as exc:
-        raise Refusal(STATUS_CANNOT_UNDERSTAND, f"dataset could not be parsed (truncated or malformed): {exc}") from None
+        # Converted element by element (not through a Dataset, whose keyword and character
+        # set look-ups per access were most of the parse time).
+        encoding: str | list[str] = default_encoding
+        charset = raw.pop(_CHARSET_TAG, None)
+        if charset is not None:
+            encoding = convert_encodings(convert_raw_data_element(charset).value)
+        elems = {_KEYWORDS[tag]: convert_raw_data_element(r, encoding=encoding) for tag, r in raw.items()}
+    except Exception as exc:
+        raise Refusal(STATUS_CANNOT_UNDERSTAND, f"dataset could not be parsed (malformed value): {exc}") from None
+    values = {k: elems[k].value if k in elems else None
+              for k in ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID")}
 
     for name, v in values.items():
         if v is None or str(v) == "":
@@ -112,11 +176,20 @@ def parse_header(encoded_with_meta: bytes, *, affected_sop_class: str, affected_
     if uids["SOPClassUID"] != affected_sop_class:
         raise Refusal(STATUS_DATASET_MISMATCH, "SOPClassUID differs from the request's Affected SOP Class UID")
 
+    if uids["SOPClassUID"] in IMAGE_SOP_CLASSES and not has_pixels:
+        # Pixel Data is mandatory for these classes; its absence means the transfer was cut
+        # at an element boundary (or the object is not what its SOP class says).
+        raise Refusal(STATUS_DATASET_MISMATCH, "image without Pixel Data (truncated, or wrong SOP class)")
+
     attrs: dict[str, Any] = {}
-    for key in _WANTED[4:]:
-        if key in ds:
-            value = ds[key].value
-            attrs[key] = [str(v) for v in value] if key == "ImageType" and ds[key].VM > 1 else _plain(value)
+    try:
+        for key in _WANTED[4:]:
+            if key in elems:
+                elem = elems[key]
+                value = elem.value
+                attrs[key] = [str(v) for v in value] if key == "ImageType" and elem.VM > 1 else _plain(value)
+    except Exception as exc:
+        raise Refusal(STATUS_CANNOT_UNDERSTAND, f"dataset could not be parsed (malformed value): {exc}") from None
     if isinstance(attrs.get("ImageType"), str):
         attrs["ImageType"] = [attrs["ImageType"]]
     return InstanceHeader(

@@ -12,6 +12,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from node import metrics
 from node.config import DicomConfig
+from node.receive import reactor
 from node.receive.acl import PeerPolicy
 from node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from node.receive.header import STATUS_INVALID_UID, STATUS_OUT_OF_RESOURCES, STATUS_SUCCESS, Refusal, parse_header
@@ -20,10 +21,6 @@ from node.store.ingest import InstanceStore
 from node.store.uids import InvalidUID
 
 log = logging.getLogger(__name__)
-
-# pynetdicom's reactors poll with time.sleep(0.001) between events; a shorter DUL delay
-# trims the per-instance latency on a busy association at a small CPU cost.
-DUL_RUN_LOOP_DELAY = 0.0002
 
 
 class StorageSCP:
@@ -54,9 +51,8 @@ class StorageSCP:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
         ]
-        self._server = self.ae.start_server(
-            (self.cfg.bind_address, self.cfg.port), block=False, evt_handlers=handlers
-        )
+        # Event-driven associations: see node/receive/reactor.py for why and how.
+        self._server = reactor.make_server(self.ae, (self.cfg.bind_address, self.cfg.port), handlers)
         self._server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info("storage SCP listening", extra={"ae_title": self.cfg.ae_title, "address": self.cfg.bind_address,
                                                   "port": self.port})
@@ -75,7 +71,6 @@ class StorageSCP:
         sock = event.assoc.dul.socket
         if sock is not None and sock.socket is not None:
             sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        event.assoc.dul._run_loop_delay = DUL_RUN_LOOP_DELAY
 
     def _on_requested(self, event: evt.Event) -> None:
         assoc = event.assoc
@@ -105,11 +100,16 @@ class StorageSCP:
         calling = event.assoc.requestor.ae_title.strip()
         try:
             encoded = event.encoded_dataset(include_meta=True)
+            # The dataset is the tail of `encoded` (pynetdicom prepends preamble + file meta),
+            # so the meta we just built need not be parsed back to find it.
+            with req.DataSet.getbuffer() as view:
+                dataset_len = view.nbytes
             header = parse_header(
                 encoded,
                 affected_sop_class=str(req.AffectedSOPClassUID),
                 affected_sop_instance=str(req.AffectedSOPInstanceUID),
                 transfer_syntax=str(event.context.transfer_syntax),
+                dataset_offset=len(encoded) - dataset_len,
             )
             result = self.store.ingest(header, encoded, calling)
         except Refusal as exc:

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from node import metrics
 from node.config import NodeConfig
-from node.db.models import Instance, Job, Series, SeriesState, utcnow
-from node.series.selection import evaluate
+from node.db.models import Instance, Job, JobKind, Series, SeriesState, utcnow
+from node.infer.reviewed_seg import SEG_SOP_CLASS, classify, read_seg
+from node.series.selection import Verdict, evaluate
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,14 @@ def sweep(sessions: sessionmaker[Session], cfg: NodeConfig, now: datetime | None
 
 def _complete_one(sessions: sessionmaker[Session], cfg: NodeConfig, uid: str, revision: int,
                   last: datetime, now: datetime) -> bool:
+    kind = JobKind.SEGMENT
     with sessions.begin() as session:
-        rows = session.execute(select(Instance.sop_class_uid, Instance.attrs).where(Instance.series_uid == uid)).all()
-        verdict = evaluate(cfg.selection, [(c, a or {}) for c, a in rows])
+        rows = session.execute(select(Instance.sop_class_uid, Instance.attrs, Instance.path)
+                               .where(Instance.series_uid == uid)).all()
+        if rows and all(c == SEG_SOP_CLASS for c, _, _ in rows):
+            verdict, kind = _evaluate_seg(session, cfg, rows), JobKind.REMEASURE
+        else:
+            verdict = evaluate(cfg.selection, [(c, a or {}) for c, a, _ in rows])
         state = SeriesState.SELECTED if verdict.selected else SeriesState.IGNORED
         # Conditional on nothing having arrived since we looked: a late instance wins.
         res = session.execute(
@@ -63,9 +69,22 @@ def _complete_one(sessions: sessionmaker[Session], cfg: NodeConfig, uid: str, re
         study_uid = session.execute(select(Series.study_uid).where(Series.series_uid == uid)).scalar_one()
         try:
             with session.begin_nested():
-                session.add(Job(series_uid=uid, study_uid=study_uid, revision=revision,
+                session.add(Job(series_uid=uid, study_uid=study_uid, revision=revision, kind=kind,
                                 max_attempts=cfg.jobs.max_attempts, next_attempt_at=utcnow(), created_at=utcnow()))
         except IntegrityError:
             return False  # another node queued it
     metrics.JOBS.labels("queued").inc()
     return True
+
+
+def _evaluate_seg(session: Session, cfg: NodeConfig, rows) -> Verdict:  # type: ignore[no-untyped-def]
+    """A received SEG series: a radiologist's edit of one of our results gets re-measured."""
+    if len(rows) != 1:
+        return Verdict(False, f"{len(rows)} SEG instances in one series: expected one")
+    known = set(session.scalars(select(Series.series_uid).where(Series.state == SeriesState.SELECTED)))
+    try:
+        seg = read_seg(cfg.storage_root / rows[0][2])
+    except Exception as exc:  # unreadable file: say so rather than crash the sweep
+        return Verdict(False, f"SEG could not be read: {type(exc).__name__}")
+    v = classify(seg, known)
+    return Verdict(v.reviewed, v.reason)

@@ -24,9 +24,17 @@ from node.receive.contexts import IMAGE_SOP_CLASSES
 from node.receive.header import InstanceHeader
 
 
-def record_instance(session: Session, header: InstanceHeader, now: datetime, late_policy: str) -> None:
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def record_instance(session: Session, header: InstanceHeader, now: datetime, late_policy: str,
+                    produced: bool = False) -> None:
+    """``produced``: the node's own result object (never evaluated); otherwise a received one.
+    Received image series and received SEGs (possibly a radiologist's edit) are swept; other
+    derived objects (SR, PDF, ...) are stored and left alone."""
     series = session.get(Series, header.series_uid)
     attrs = header.attrs
+    swept = not produced and (header.sop_class_uid in IMAGE_SOP_CLASSES or header.sop_class_uid == SEG_SOP_CLASS)
     if series is None:
         series = Series(
             series_uid=header.series_uid,
@@ -34,14 +42,15 @@ def record_instance(session: Session, header: InstanceHeader, now: datetime, lat
             modality=_s(attrs.get("Modality"), 16),
             series_description=_s(attrs.get("SeriesDescription"), 128),
             series_number=_int(attrs.get("SeriesNumber")),
-            state=SeriesState.RECEIVING if header.sop_class_uid in IMAGE_SOP_CLASSES else SeriesState.RESULT,
+            state=SeriesState.RECEIVING if swept else SeriesState.RESULT,
             revision=1,
             n_instances=1,
             first_received_at=now,
             last_received_at=now,
         )
         if series.state == SeriesState.RESULT:
-            series.reason = "derived object (SEG/SR/PDF/SC): stored, not segmented"
+            series.reason = ("result written by this node" if produced
+                             else "derived object (SR/PDF/SC): stored, not processed")
         session.add(series)
         return
     series.n_instances += 1

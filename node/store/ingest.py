@@ -25,6 +25,8 @@ from node.store.files import FileStore
 
 log = logging.getLogger(__name__)
 
+_UID_LOCK_STRIPES = 64
+
 _INSERT_INSTANCE = insert(Instance)
 _BUMP_SERIES = (
     update(Series)
@@ -45,13 +47,20 @@ class InstanceStore:
         self.sessions = sessions
         self.engine = sessions.kw["bind"]
         self.late_policy = late_policy
-        # SQLite has one writer; serialising here avoids busy retries and keeps the
-        # duplicate check + insert atomic across associations.
+        # SQLite has one writer: index writes are serialised here, which avoids busy retries.
         self._lock = threading.Lock()
+        # The file write (two fsyncs, most of an instance's time) runs outside `_lock` so that
+        # parallel associations overlap their fsyncs (the filesystem commits them together).
+        # Writers of the same SOP Instance UID stay serialised, by a striped lock, which keeps
+        # the duplicate check (file exists?) + write + insert atomic per instance.
+        self._uid_locks = [threading.Lock() for _ in range(_UID_LOCK_STRIPES)]
+
+    def _uid_lock(self, sop_uid: str) -> threading.Lock:
+        return self._uid_locks[hash(sop_uid) % _UID_LOCK_STRIPES]
 
     def ingest(self, header: InstanceHeader, encoded: bytes, calling_ae: str | None) -> IngestResult:
         relpath = self.files.relpath_for(header.study_uid, header.series_uid, header.sop_instance_uid)
-        with self._lock:
+        with self._uid_lock(header.sop_instance_uid):
             stored = self.files.write(relpath, encoded)
             if not stored.created:
                 return IngestResult(header.sop_instance_uid, duplicate=True)
@@ -63,18 +72,18 @@ class InstanceStore:
                 "calling_ae": calling_ae, "received_at": now, "attrs": header.attrs,
             }
             try:
-                # Core statements, not the ORM: this runs once per received instance and the
-                # ORM's unit of work was most of the per-instance cost.
-                with self.engine.begin() as conn:
-                    conn.execute(_INSERT_INSTANCE, row)
-                    res = conn.execute(_BUMP_SERIES, {"uid": header.series_uid, "now": now})
-                    if res.rowcount == 1:
-                        return IngestResult(header.sop_instance_uid, duplicate=False)
-                # New series, or one that a late instance re-opens: the ORM path, rarely taken.
-                # (The instance row is already committed; if this fails the sweeper still
-                # sees the instance via reconcile_series.)
-                with self.sessions.begin() as session:
-                    record_instance(session, header, now, self.late_policy)
+                with self._lock:
+                    # Core statements, not the ORM: this runs once per received instance and the
+                    # ORM's unit of work was most of the per-instance cost.
+                    with self.engine.begin() as conn:
+                        conn.execute(_INSERT_INSTANCE, row)
+                        res = conn.execute(_BUMP_SERIES, {"uid": header.series_uid, "now": now})
+                    if res.rowcount != 1:
+                        # New series, or one that a late instance re-opens: the ORM path, rarely taken.
+                        # (The instance row is already committed; if this fails the sweeper still
+                        # sees the instance via reconcile_series.)
+                        with self.sessions.begin() as session:
+                            record_instance(session, header, now, self.late_policy)
             except IntegrityError:
                 # Already indexed (e.g. by another node sharing the DB, or the file was pruned).
                 with self.sessions() as session:

@@ -79,3 +79,22 @@ def test_failed_load_records_reason(core) -> None:
     with core.sessions() as s:
         job = s.scalar(select(Job))
     assert job.state == "failed" and "no stored image instances" in job.reason and job.stage == "load"
+
+
+@needs_myops
+def test_enhanced_multiframe_series_through_scp_and_load(scp, core, tmp_path: Path) -> None:
+    from pipeline.datasets.dicomize import dicomize_case
+
+    made = dicomize_case(str(myops_dir() / "Case3004_LGE.nii.gz"), tmp_path, seed=5, with_cine=False,
+                         enhanced=True, matrix=192)
+    files = sorted((tmp_path / "LGE_SAX").glob("*.dcm"))
+    assert len(files) == 1  # one multi-frame instance
+    r = subprocess.run([which_dcmtk("storescu"), "-aec", "LGENODE", "127.0.0.1", str(scp.port), *map(str, files)],
+                       capture_output=True, text=True, env=dcmtk_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert len(sweep(core.sessions, core.cfg, now=utcnow() + timedelta(seconds=5))) == 1
+    assert Worker(JobQueue(core.sessions), core.sessions, core.files.root).run_once()
+    with core.sessions() as s:
+        job = s.scalar(select(Job))
+    assert job.state == "done", job.reason
+    assert job.result["geometry"]["shape"] == [6, 192, 192]

@@ -189,9 +189,10 @@ def test_refusals_each_with_its_status(scp, core, tmp_path: Path) -> None:
     assert not any(core.files.incoming.iterdir())
     with core.sessions() as s:
         assert s.scalar(select(func.count()).select_from(Instance)) == 0
-    # Still serving, and a good instance goes through on the same SCP.
+    # Still serving, and a good instance goes through on the same SCP, byte for byte.
     assert _send_raw(scp.port, good) == 0x0000
-    assert len(stored_files(core.files.root)) == 1
+    [stored] = stored_files(core.files.root)
+    assert dataset_bytes(stored) == dataset_bytes(good)
 
 
 def test_low_disk_answers_out_of_resources(node_config, tmp_path: Path) -> None:

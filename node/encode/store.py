@@ -1,0 +1,38 @@
+"""Keep a result object in the node's own store (durable, indexed) so delivery can re-send it."""
+
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.filewriter import dcmwrite
+
+from node.db.models import Instance, utcnow
+from node.deliver.outbox import OutgoingObject
+from node.receive.header import InstanceHeader
+from node.series.tracking import record_instance
+
+
+def store_result(files: Any, sessions: Any, kind: str, ds: Dataset) -> OutgoingObject:
+    buf = BytesIO()
+    dcmwrite(buf, ds, enforce_file_format=True)
+    header = InstanceHeader(
+        sop_class_uid=str(ds.SOPClassUID), sop_instance_uid=str(ds.SOPInstanceUID),
+        study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
+        transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
+        attrs={"Modality": str(ds.Modality), "SeriesDescription": str(ds.get("SeriesDescription", "")),
+               "SeriesNumber": str(ds.get("SeriesNumber", ""))},
+    )
+    relpath = files.relpath_for(header.study_uid, header.series_uid, header.sop_instance_uid)
+    stored = files.write(relpath, buf.getvalue())
+    if stored.created:
+        with sessions.begin() as s:
+            if s.get(Instance, header.sop_instance_uid) is None:
+                s.add(Instance(sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
+                               study_uid=header.study_uid, series_uid=header.series_uid,
+                               transfer_syntax_uid=header.transfer_syntax_uid, path=relpath, size_bytes=stored.size,
+                               calling_ae=None, received_at=utcnow(), attrs=header.attrs))
+                s.flush()
+                record_instance(s, header, utcnow(), "store_only", produced=True)
+    return OutgoingObject(kind, header.sop_instance_uid, header.sop_class_uid, relpath)

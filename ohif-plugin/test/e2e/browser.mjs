@@ -1,0 +1,204 @@
+// The browser half of the end-to-end test (driven by run_e2e.py): open the study in the
+// "Cardiac LGE review" mode, read the panel, brush infarct pixels, save, accept.
+// Usage: node test/e2e/browser.mjs <params.json>   (prints one JSON result line at the end)
+//   params: {url, study, artifacts, reviewer, comment, timeoutMs}
+import { chromium } from 'playwright-core';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const params = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const { url, study, artifacts, reviewer, comment } = params;
+const timeout = params.timeoutMs ?? 90000;
+mkdirSync(artifacts, { recursive: true });
+
+const CHROMIUM_ARGS = [
+  '--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
+];
+
+const result = { steps: [], console: [], screenshots: [] };
+const t0 = Date.now();
+const step = name => {
+  result.steps.push({ name, t: (Date.now() - t0) / 1000 });
+  console.error(`[e2e ${((Date.now() - t0) / 1000).toFixed(1)} s] ${name}`);
+};
+
+const userDataDir = mkdtempSync(path.join(os.tmpdir(), 'lge-e2e-chromium-'));
+const ctx = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  headless: true,
+  viewport: { width: 1440, height: 1000 },
+  args: CHROMIUM_ARGS,
+});
+const page = ctx.pages()[0] ?? (await ctx.newPage());
+page.setDefaultTimeout(timeout);
+page.on('console', m => {
+  if (['error', 'warning'].includes(m.type())) result.console.push(`[${m.type()}] ${m.text().slice(0, 300)}`);
+});
+page.on('pageerror', e => result.console.push(`[pageerror] ${e.message.slice(0, 300)}`));
+
+async function shot(name) {
+  const file = path.join(artifacts, `${name}.png`);
+  await page.screenshot({ path: file });
+  result.screenshots.push(file);
+}
+
+// In-page helpers: segment masks of the slice shown in the viewport (through the plugin's own
+// labelmap reader, imported from the already-loaded module URL) and canvas geometry.
+async function sliceState() {
+  return page.evaluate(async () => {
+    const { _debug } = await import('/plugins/lgenode/extension-lge-review.js');
+    const s = window.services;
+    const vpId = s.viewportGridService.getActiveViewportId();
+    const rep = s.segmentationService.getSegmentationRepresentations(vpId)[0];
+    const { viewport } = window.cornerstone.getEnabledElementByViewportId(vpId);
+    const imageId = viewport.getCurrentImageId();
+    const sop = window.cornerstone.metaData.get('instance', imageId).SOPInstanceUID;
+    const getMask = _debug.labelmapMaskGetter(rep.segmentationId);
+    const masks = {};
+    for (const n of [1, 2, 3, 4]) masks[n] = Array.from(getMask(n, sop, null) ?? []);
+    return { segmentationId: rep.segmentationId, sop, imageId, masks };
+  });
+}
+
+const count = arr => arr.reduce((a, v) => a + (v ? 1 : 0), 0);
+
+try {
+  step('open study in the mode');
+  await page.goto(`${url}/lge-review?StudyInstanceUIDs=${study}`);
+  const banner = page.locator('[data-cy="confirm-and-hide-button"]');
+  await page.locator('[data-testid="lge-panel"]').waitFor();
+  if (await banner.isVisible().catch(() => false)) await banner.click();
+
+  step('wait for the SR numbers and the AI SEG');
+  await page.waitForFunction(() => {
+    const t = document.querySelector('[data-testid="lge-lv-cavity"]')?.textContent ?? '';
+    return /\d/.test(t);
+  });
+  await page.waitForFunction(() => {
+    const s = window.services;
+    const vpId = s?.viewportGridService.getActiveViewportId();
+    return vpId && (s.segmentationService.getSegmentationRepresentations(vpId) ?? []).length > 0;
+  });
+  await page.waitForTimeout(1500); // let the overlay render
+  result.panel = await page.evaluate(() => {
+    const text = id => document.querySelector(`[data-testid="${id}"]`)?.innerText ?? null;
+    const bull = [...document.querySelectorAll('[data-testid="lge-bullseye"] path[data-segment]')].map(p => ({
+      segment: Number(p.getAttribute('data-segment')),
+      transmurality: p.getAttribute('data-transmurality'),
+      fill: p.getAttribute('fill'),
+    }));
+    return {
+      lvCavity: text('lge-lv-cavity'), myocardium: text('lge-myocardium'), infarct: text('lge-infarct'),
+      mvo: text('lge-mvo'), transmural: text('lge-transmural'), algorithm: text('lge-algorithm'),
+      segInfo: text('lge-seg-info'), status: text('lge-status'), node: text('lge-node'),
+      rowsText: document.querySelector('[data-testid="lge-panel"] table')?.innerText ?? null,
+      bullseye: bull,
+    };
+  });
+  await shot('01-opened-panel-and-ai-seg');
+
+  step('brush infarct into myocardium');
+  // choose the slice with the most normal (non-infarct) myocardium
+  const before = await sliceState();
+  result.before = { sop: before.sop, counts: Object.fromEntries(Object.entries(before.masks).map(([k, v]) => [k, count(v)])) };
+  await page.locator('[data-cy="Brush-btn"]').click();
+  await page.waitForTimeout(500);
+  await page.evaluate(() => {
+    // a small brush so the edit stays inside the wall (radius in mm)
+    try {
+      window.commandsManager.runCommand('setBrushSize', { value: 3, toolNames: ['CircularBrush'] });
+    } catch { /* keep the default size */ }
+  });
+  const target = await page.evaluate(async ({ masks }) => {
+    const s = window.services;
+    const vpId = s.viewportGridService.getActiveViewportId();
+    const { viewport } = window.cornerstone.getEnabledElementByViewportId(vpId);
+    const imageId = viewport.getCurrentImageId();
+    const plane = window.cornerstone.metaData.get('imagePlaneModule', imageId);
+    const { rows, columns } = plane;
+    const myo = masks[2];
+    const inf = masks[3];
+    const infIdx = [];
+    for (let i = 0; i < inf.length; i++) if (inf[i]) infIdx.push(i);
+    // normal myocardium pixel whose 8 neighbours are myocardium, farthest from any infarct
+    let best = null;
+    for (let r = 1; r < rows - 1; r++) {
+      for (let c = 1; c < columns - 1; c++) {
+        const i = r * columns + c;
+        if (!myo[i] || inf[i]) continue;
+        let interior = true;
+        for (let dr = -1; dr <= 1 && interior; dr++) for (let dc = -1; dc <= 1; dc++) if (!myo[i + dr * columns + dc]) interior = false;
+        if (!interior) continue;
+        let d = Infinity;
+        for (const j of infIdx) {
+          const rr = Math.floor(j / columns) - r;
+          const cc = (j % columns) - c;
+          d = Math.min(d, rr * rr + cc * cc);
+        }
+        if (!best || d > best.d) best = { r, c, d };
+      }
+    }
+    if (!best) return null;
+    const ipp = plane.imagePositionPatient;
+    const rc = plane.rowCosines; // along a row: increasing column
+    const cc = plane.columnCosines;
+    const world = [0, 1, 2].map(k => ipp[k] + best.c * plane.columnPixelSpacing * rc[k] + best.r * plane.rowPixelSpacing * cc[k]);
+    const [x, y] = viewport.worldToCanvas(world);
+    const rect = viewport.element.querySelector('canvas').getBoundingClientRect();
+    return { row: best.r, col: best.c, pageX: rect.left + x, pageY: rect.top + y };
+  }, { masks: before.masks });
+  if (!target) throw new Error('no normal myocardium on the displayed slice');
+  result.target = target;
+  await page.mouse.move(target.pageX, target.pageY);
+  await page.mouse.down();
+  await page.mouse.move(target.pageX + 2, target.pageY + 1, { steps: 4 });
+  await page.mouse.up();
+  await page.waitForTimeout(800);
+  const after = await sliceState();
+  if (after.sop !== before.sop) throw new Error('the displayed slice changed while painting');
+  const changed = {};
+  for (const n of [1, 2, 3, 4]) {
+    changed[n] = [];
+    after.masks[n].forEach((v, i) => { if (v !== before.masks[n][i]) changed[n].push([i, v]); });
+  }
+  result.edit = {
+    sop: after.sop,
+    changed,
+    segment3Added: changed[3].filter(([, v]) => v === 1).map(([i]) => i),
+  };
+  if (!result.edit.segment3Added.length) throw new Error('the brush stroke changed no infarct pixel');
+  await shot('02-after-brush-edit');
+
+  step('save as a new SEG version');
+  await page.locator('[data-testid="lge-reviewer"]').fill(reviewer);
+  await page.locator('[data-testid="lge-comment"]').fill(comment);
+  await page.locator('[data-testid="lge-save"]').click();
+  await page.waitForFunction(() => /Saved|failed/.test(document.querySelector('[data-testid="lge-message"]')?.textContent ?? ''));
+  result.saveMessage = await page.locator('[data-testid="lge-message"]').innerText();
+  result.lastSaved = await page.evaluate(async () => (await import('/plugins/lgenode/extension-lge-review.js'))._debug.store.get().lastSaved);
+  if (!result.lastSaved) throw new Error(`save failed: ${result.saveMessage}`);
+  await shot('03-saved-new-seg-version');
+
+  step('accept with comment');
+  await page.locator('[data-testid="lge-accept"]').click();
+  await page.waitForFunction(() => /ACCEPTED/.test(document.querySelector('[data-testid="lge-status"]')?.textContent ?? ''));
+  result.statusAfterAccept = await page.locator('[data-testid="lge-status"]').innerText();
+  result.nodeLine = await page.locator('[data-testid="lge-node"]').innerText();
+  await shot('04-accepted');
+  await page.locator('[data-testid="lge-panel"]').screenshot({ path: path.join(artifacts, 'panel.png') });
+  result.screenshots.push(path.join(artifacts, 'panel.png'));
+  result.ok = true;
+} catch (e) {
+  result.ok = false;
+  result.error = String(e?.stack ?? e);
+  await shot('99-failure').catch(() => {});
+} finally {
+  result.elapsed_s = (Date.now() - t0) / 1000;
+  await ctx.close().catch(() => {});
+  rmSync(userDataDir, { recursive: true, force: true });
+  writeFileSync(path.join(artifacts, 'browser-result.json'), JSON.stringify(result, null, 1));
+  process.stdout.write(`${JSON.stringify({ ok: result.ok, file: path.join(artifacts, 'browser-result.json') })}\n`);
+  process.exit(result.ok ? 0 : 1);
+}

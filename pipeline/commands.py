@@ -1,0 +1,230 @@
+"""`lgenode pipeline folds | train | evaluate | cv-report` (registered on ``pipeline.cli.app``).
+
+Heavy imports (keras, tensorflow, onnxruntime) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import typer
+
+DATA_DIR_HELP = "Shared data root or the data-set folder (default: $LGENODE_DATA_DIR or ../shared/data)."
+FOLDS_HELP = "Folds JSON (default: pipeline/configs/emidec_folds.json; created from the data if missing)."
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _tf_defaults() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if _has_1x1_stride2_conv():
+        # TF 2.21 CPU + oneDNN crashes (SIGSEGV) in the backward pass of a 1x1 stride-2 Conv2D
+        # (attention-gate theta). Disabling oneDNN avoids the crash but halves CPU speed, so it
+        # is done only while the networks contain such a layer; an explicit setting wins.
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def _has_1x1_stride2_conv() -> bool:
+    """Whether models/networks.py builds a Conv2D with kernel 1 and stride 2 (read as text:
+    must run before TensorFlow is imported)."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("models.networks")
+    if spec is None or not spec.origin:
+        return False
+    text = Path(spec.origin).read_text()
+    return re.search(r"Conv2D\([^()]*?,\s*(1|\(1,\s*1\))\s*,\s*strides\s*=\s*(2|\(2,\s*2\))", text) is not None
+
+
+def _parse_folds(spec: str, n_folds: int) -> list[int] | None:
+    """'3' -> [3]; 'all' -> [0..n-1]; '0,2' -> [0, 2]; 'full' -> None (all cases, no validation)."""
+    s = spec.strip().lower()
+    if s == "full":
+        return None
+    if s == "all":
+        return list(range(n_folds))
+    try:
+        ks = [int(x) for x in s.split(",")]
+    except ValueError as exc:
+        raise typer.BadParameter("use a fold number, a comma list, 'all' or 'full'") from exc
+    bad = [k for k in ks if not 0 <= k < n_folds]
+    if bad:
+        raise typer.BadParameter(f"folds {bad} not in 0..{n_folds - 1}")
+    return ks
+
+
+def folds_cmd(
+    data_dir: str | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    out: Path | None = typer.Option(None, "--out", help=FOLDS_HELP),
+    n_folds: int = typer.Option(5, "--n-folds", min=2, help="Number of folds."),
+    seed: int = typer.Option(0, "--seed", help="Shuffling seed (the result depends only on it and the case list)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing folds file."),
+) -> None:
+    """Make the EMIDEC cross-validation folds (grouped by patient, stratified) and write them as JSON."""
+    from pipeline.datasets import folds as F
+
+    path = out or F.DEFAULT_FOLDS_FILE
+    if path.exists() and not force:
+        doc = F.load_folds(path)
+        typer.echo(f"{path} exists (use --force to rewrite); its folds:")
+    else:
+        doc = F.make_folds(F.emidec_case_infos(data_dir), n_folds=n_folds, seed=seed)
+        F.save_folds(doc, path)
+        typer.echo(f"wrote {path}")
+    strata = doc["strata"]
+    for f in doc["folds"]:
+        counts = {s: sum(1 for c in f["val"] if strata.get(c) == s) for s in F.STRATA}
+        typer.echo(f"fold {f['fold']}: {len(f['val'])} cases, {f['n_slices']} slices, {counts}")
+
+
+def train_cmd(
+    out: Path = typer.Option(..., "--out", help="Run folder (with --fold all: one subfolder fold{k} per fold)."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    fmt: str = typer.Option("emidec-png", "--format", help="Training data format (only emidec-png)."),
+    fold: str = typer.Option("0", "--fold", help="Fold K, a comma list, 'all' (5-fold CV) or 'full' (every case, no validation)."),
+    folds_file: Path | None = typer.Option(None, "--folds", help=FOLDS_HELP),
+    task: str = typer.Option("both", "--task", help="both (localiser then segmenter), segmenter, or localiser."),
+    epochs: int = typer.Option(200, "--epochs", min=1, help="Maximum segmenter epochs (early stopping on validation Dice)."),
+    steps_per_epoch: int = typer.Option(100, "--steps-per-epoch", min=1, help="Augmented batches per epoch."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    base_filters: int = typer.Option(16, "--base-filters", min=2, help="Segmenter filters at full resolution (doubling per level)."),
+    depth: int = typer.Option(4, "--depth", min=1, max=5, help="Segmenter poolings."),
+    dropout: float = typer.Option(0.1, "--dropout"),
+    learning_rate: float = typer.Option(1e-3, "--learning-rate"),
+    patience: int = typer.Option(40, "--patience", min=1, help="Early-stopping patience (epochs); LR halves after patience/3."),
+    localiser_epochs: int | None = typer.Option(None, "--localiser-epochs", help="Localiser epochs (default: min(epochs, 60))."),
+    class_weights: str = typer.Option("auto", "--class-weights", help="'auto' (inverse sqrt frequency), 'none', or 5 comma-separated weights."),
+    dice_weight: float = typer.Option(1.0, "--dice-weight", help="Weight of the soft Dice term."),
+    seed: int = typer.Option(0, "--seed", help="Seed for weights, sampling and augmentation."),
+    limit_cases: int | None = typer.Option(None, "--limit-cases", help="Use only N training cases (and N/2 validation cases): smoke tests."),
+    export: bool = typer.Option(True, "--export-onnx/--no-export-onnx", help="Export the trained networks to ONNX (serving runtime)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Threads preparing batches."),
+    quiet: bool = typer.Option(False, "--quiet", help="One line per epoch instead of a progress bar."),
+) -> None:
+    """Train the LV localiser and the attention residual U-Net on EMIDEC (one fold, all folds, or all cases).
+
+    Writes segmenter.keras, localiser.keras (+ .onnx), model.json, history.json, curves.png,
+    train_config.json and checkpoints/ into the run folder, which `evaluate --weights` and
+    `lgenode segment` use as is. Runs under TensorFlow (CPU) or JAX (KERAS_BACKEND=jax).
+    """
+    _tf_defaults()
+    _logging(not quiet)
+    if fmt != "emidec-png":
+        raise typer.BadParameter("training supports --format emidec-png only", param_hint="--format")
+    from pipeline.datasets import folds as F
+    from pipeline.train.loop import TASKS, TrainConfig, train, train_folds
+
+    if task not in TASKS:
+        raise typer.BadParameter(f"choose one of {TASKS}", param_hint="--task")
+    n_folds = 5
+    if fold.strip().lower() not in ("full",):
+        n_folds = int(F.load_or_create(folds_file, data_dir)["n_folds"])
+    ks = _parse_folds(fold, n_folds)
+    cfg = TrainConfig(out=out, data_dir=data_dir, fold=None, folds_file=folds_file, task=task,
+                      epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+                      base_filters=base_filters, depth=depth, dropout=dropout,
+                      learning_rate=learning_rate, patience=patience,
+                      localiser_epochs=localiser_epochs, class_weights=class_weights,
+                      dice_weight=dice_weight, seed=seed, limit_cases=limit_cases,
+                      export_onnx=export, workers=workers, verbose=2 if quiet else 1)
+    if ks is None:
+        runs = [train(cfg)]
+    elif len(ks) == 1 and fold.strip().lower() != "all":
+        cfg.fold = ks[0]
+        runs = [train(cfg)]
+    else:
+        runs = train_folds(cfg, ks)
+    for r in runs:
+        typer.echo(f"trained: {r}")
+
+
+def evaluate_cmd(
+    weights: Path = typer.Option(..., "--weights", help="Weights folder (model.json + segmenter/localiser .keras or .onnx); with --fold all, the run folder holding fold0..fold4."),
+    out: Path = typer.Option(..., "--out", help="Output folder: metrics.json, metrics.md, per_case.csv, worst/*.png."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    fmt: str = typer.Option("emidec-png", "--format", help="emidec-png or myops-nifti."),
+    folds_file: Path | None = typer.Option(None, "--folds", help="Folds JSON: with --fold, evaluate only that fold's validation cases."),
+    fold: str | None = typer.Option(None, "--fold", help="Fold K (its validation cases) or 'all' (each fold with WEIGHTS/fold{k}, pooled)."),
+    cases: str | None = typer.Option(None, "--cases", help="Comma-separated case ids (default: every case)."),
+    limit_cases: int | None = typer.Option(None, "--limit-cases", help="Only the first N cases (smoke tests)."),
+    runtime: str = typer.Option("auto", "--runtime", help="auto (ONNX if exported, else Keras), onnx or keras."),
+    postprocess: bool = typer.Option(True, "--postprocess/--no-postprocess", help="Anatomical post-processing (on in the node)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Score a trained model on a labelled data set through the node's inference entry point.
+
+    Reports (a) per-class Dice pooled over all slices and their mean, (b) EMIDEC per-case Dice for
+    myocardium, infarct and no-reflow, (c) myocardium HD95, (d) per-case volume agreement, and
+    overlays of the five worst cases.
+    """
+    _logging(False)
+    from pipeline.evaluate.cases import FORMATS, list_case_ids
+    from pipeline.evaluate.run import evaluate, evaluate_cv
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"choose one of {FORMATS}", param_hint="--format")
+    if runtime not in ("auto", "onnx", "keras"):
+        raise typer.BadParameter("auto, onnx or keras", param_hint="--runtime")
+    fold_k: int | None = None
+    ids: list[str] | None = None
+    if fold is not None:
+        from pipeline.datasets import folds as F
+
+        ffile = folds_file or F.DEFAULT_FOLDS_FILE
+        doc = F.load_folds(ffile)
+        ks = _parse_folds(fold, int(doc["n_folds"]))
+        if ks is None:
+            raise typer.BadParameter("'full' has no validation cases", param_hint="--fold")
+        if fold.strip().lower() == "all" or len(ks) > 1:
+            summary = evaluate_cv(weights, fmt, out, ffile, data_dir, runtime, postprocess, ks,
+                                  progress=not quiet)
+            _echo_summary(summary, out)
+            return
+        fold_k, folds_file = ks[0], ffile
+        ids = F.split(doc, fold_k)[1]
+        if not (weights / "model.json").exists() and (weights / f"fold{fold_k}").is_dir():
+            weights = weights / f"fold{fold_k}"  # the run folder of `train --fold all`
+    if cases:
+        wanted = [c.strip() for c in cases.split(",") if c.strip()]
+        ids = [c for c in (ids if ids is not None else wanted) if c in wanted]
+    if limit_cases:
+        ids = (ids if ids is not None else list_case_ids(fmt, data_dir))[:limit_cases]
+    summary = evaluate(weights, fmt, out, data_dir, ids, runtime, postprocess, fold_k,
+                       folds_file, progress=not quiet)
+    _echo_summary(summary, out)
+
+
+def _echo_summary(summary: dict[str, object], out: Path) -> None:
+    pc = summary["pooled_class_dice"]
+    mean = summary["pooled_class_dice_mean"]
+
+    def f(v: object) -> str:
+        return "n/a" if v is None else f"{float(v):.4f}"  # type: ignore[arg-type]
+
+    typer.echo(f"{summary['n_cases']} cases: pooled Dice "
+               + ", ".join(f"{k} {f(v)}" for k, v in pc.items()) + f"; mean {f(mean)}")
+    typer.echo(f"report: {out / 'metrics.md'}")
+
+
+def cv_report_cmd(
+    evaluations: list[Path] = typer.Argument(..., help="Evaluation folders (each with metrics.json), one per fold."),
+    out: Path = typer.Option(..., "--out", help="Output folder for the pooled report."),
+) -> None:
+    """Pool per-fold evaluations into one cross-validation report (pooled Dice, per-case, per-fold table)."""
+    from pipeline.evaluate.run import cv_report
+
+    summary = cv_report(list(evaluations), out)
+    _echo_summary(summary, out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("folds")(folds_cmd)
+    app.command("train")(train_cmd)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("cv-report")(cv_report_cmd)

@@ -1,0 +1,1 @@
+"""Evaluation of a trained model through the inference entry point (``models.segment``)."""

@@ -1,0 +1,279 @@
+"""Per-case scores, data-set aggregates, ``metrics.json`` / ``metrics.md`` and worst-case overlays.
+
+What is reported (see ``pipeline/README.md`` for the definitions and their sources):
+(a) per-class Dice for classes 1-4 POOLED over every slice of every case, and their mean over the
+    classes present in the ground truth of the data set;
+(b) EMIDEC per-case Dice (3-D over the case) for myocardium 2+3+4, infarct 3+4, no-reflow 4, with
+    Dice = 1 when the structure is absent from both ground truth and prediction; mean and SD over
+    cases, plus the mean over cases where the structure is present in the ground truth;
+(c) myocardium HD95 (in-plane surface distances pooled over the case's slices; mm or pixels);
+(d) per-case volume agreement (pixels or mL): bias, SD, 95 % limits, mean absolute difference,
+    Pearson r, for LV cavity, myocardium, infarct and no-reflow;
+and overlays of the five cases with the lowest mean of the three EMIDEC per-case Dice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.evaluate import metrics as M
+
+VOLUME_STRUCTURES: dict[str, tuple[int, ...]] = {"lv_cavity": (1,), **M.STRUCTURES}
+
+
+def score_case(case_id: str, pred: np.ndarray, gt: np.ndarray, spacing: tuple[float, float],
+               voxel_volume: float, merge_mvo_into_infarct: bool = False) -> dict[str, object]:
+    """All per-case numbers for one case (pure function of the label arrays)."""
+    pred = np.asarray(pred, dtype=np.uint8)
+    gt = np.asarray(gt, dtype=np.uint8)
+    if pred.shape != gt.shape:
+        raise ValueError(f"{case_id}: prediction {pred.shape} vs ground truth {gt.shape}")
+    # Class table: where the ground truth has no MVO class (MyoPS: MVO is inside scar), a
+    # predicted 4 is scored as 3; the structures (infarct = 3+4) need no such merge.
+    pred_cls = np.where(pred == 4, 3, pred).astype(np.uint8) if merge_mvo_into_infarct else pred
+    myo_p, myo_g = M.structure_mask(pred, (2, 3, 4)), M.structure_mask(gt, (2, 3, 4))
+    hd = M.hd95(myo_p, myo_g, spacing)
+    dice: dict[str, float | None] = dict(M.case_structure_dice(pred, gt))
+    if merge_mvo_into_infarct:
+        dice["no_reflow"] = None  # not labelled in the ground truth: no score
+    return {
+        "case": case_id,
+        "n_slices": int(gt.shape[0]),
+        "dice": dice,
+        "present": {name: bool(M.structure_mask(gt, cls).any())
+                    for name, cls in M.STRUCTURES.items()},
+        "hd95_myocardium": None if math.isnan(hd) else hd,
+        "hd95_slices_one_sided": M.slice_presence_mismatch(myo_p, myo_g),
+        "volume_pred": {k: M.volume(M.structure_mask(pred, c), voxel_volume)
+                        for k, c in VOLUME_STRUCTURES.items()},
+        "volume_gt": {k: M.volume(M.structure_mask(gt, c), voxel_volume)
+                      for k, c in VOLUME_STRUCTURES.items()},
+        "counts": M.overlap_counts(pred_cls, gt).tolist(),
+    }
+
+
+def case_score(rec: dict[str, object]) -> float:
+    """Ranking score for 'worst cases': mean of the EMIDEC per-case Dice that are defined."""
+    d = rec["dice"]  # type: ignore[index]
+    vals = [d[k] for k in M.STRUCTURES if d.get(k) is not None]  # type: ignore[union-attr]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _stats(values: list[float]) -> dict[str, float | int | None]:
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=float)
+    if v.size == 0:
+        return {"n": 0, "mean": None, "sd": None, "median": None}
+    return {"n": int(v.size), "mean": float(v.mean()),
+            "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0, "median": float(np.median(v))}
+
+
+def aggregate(records: list[dict[str, object]], units: dict[str, str],
+              no_mvo_class: bool = False) -> dict[str, object]:
+    """Data-set level numbers from per-case records (records may come from several folds)."""
+    counts = np.sum([np.asarray(r["counts"]) for r in records], axis=0) if records else \
+        np.zeros((5, 3))
+    class_dice = M.dice_from_counts(counts)
+    per_class = {}
+    for c, name in M.CLASS_NAMES.items():
+        d = class_dice[c]
+        per_class[name] = None if (math.isnan(d) or (no_mvo_class and c == 4)) else float(d)
+    # Mean over the classes whose pooled Dice is defined (present in the ground truth or the
+    # prediction): a class predicted but absent from the ground truth counts as 0.
+    in_mean = [c for c in M.CLASS_NAMES if per_class[M.CLASS_NAMES[c]] is not None]
+    mean = float(np.mean([class_dice[c] for c in in_mean])) if in_mean else None
+
+    per_case = {}
+    for name in M.STRUCTURES:
+        all_vals = [r["dice"][name] for r in records]  # type: ignore[index]
+        pos_vals = [r["dice"][name] for r in records if r["present"][name]]  # type: ignore
+        per_case[name] = {"all_cases": _stats(all_vals), "cases_with_structure": _stats(pos_vals)}
+    if no_mvo_class:
+        per_case["no_reflow"]["note"] = "not labelled in this data set (MVO is inside scar)"
+    hd = [r["hd95_myocardium"] for r in records]
+    volumes = {}
+    for k in VOLUME_STRUCTURES:
+        if no_mvo_class and k == "no_reflow":
+            continue
+        p = [r["volume_pred"][k] for r in records]  # type: ignore[index]
+        g = [r["volume_gt"][k] for r in records]  # type: ignore[index]
+        volumes[k] = M.agreement(p, g)
+    return {
+        "n_cases": len(records),
+        "n_slices": int(sum(int(r["n_slices"]) for r in records)),  # type: ignore[arg-type]
+        "units": units,
+        "pooled_class_dice": per_class,
+        "pooled_class_dice_mean": mean,
+        "pooled_classes_in_mean": [M.CLASS_NAMES[c] for c in in_mean],
+        "per_case_dice": per_case,
+        "hd95_myocardium": {**_stats(hd), "unit": units["distance"],
+                            "cases_without_value": sum(1 for x in hd if x is None)},
+        "volume_agreement": {"unit": units["volume"], **volumes},
+    }
+
+
+def worst_cases(records: list[dict[str, object]], n: int = 5) -> list[dict[str, object]]:
+    return sorted(records, key=lambda r: (case_score(r), str(r["case"])))[:n]
+
+
+# ------------------------------------------------------------------------------------------
+# Writing
+# ------------------------------------------------------------------------------------------
+def write_reports(out: Path, summary: dict[str, object], records: list[dict[str, object]],
+                  meta: dict[str, object], folds: dict[str, dict[str, object]] | None = None
+                  ) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"meta": meta, "summary": summary, "cases": records}
+    if folds:
+        doc["folds"] = folds
+    jp = out / "metrics.json"
+    jp.write_text(json.dumps(_clean(doc), indent=1) + "\n")
+    mp = out / "metrics.md"
+    mp.write_text(markdown(summary, records, meta, folds))
+    _write_csv(out / "per_case.csv", records)
+    return jp, mp
+
+
+def _clean(o: object) -> object:
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, (float, np.floating)):
+        return None if not math.isfinite(float(o)) else float(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    return o
+
+
+def _write_csv(path: Path, records: list[dict[str, object]]) -> None:
+    import csv
+
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        keys = list(VOLUME_STRUCTURES)
+        w.writerow(["case", "n_slices", *[f"dice_{k}" for k in M.STRUCTURES], "hd95_myocardium",
+                    *[f"vol_gt_{k}" for k in keys], *[f"vol_pred_{k}" for k in keys]])
+        for r in records:
+            w.writerow([r["case"], r["n_slices"], *[_fmt(r["dice"][k], 4) for k in M.STRUCTURES],
+                        _fmt(r["hd95_myocardium"], 2),
+                        *[_fmt(r["volume_gt"][k], 3) for k in keys],
+                        *[_fmt(r["volume_pred"][k], 3) for k in keys]])
+
+
+def _fmt(v: object, nd: int = 4) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return f"{float(v):.{nd}f}"  # type: ignore[arg-type]
+
+
+def markdown(summary: dict[str, object], records: list[dict[str, object]],
+             meta: dict[str, object], folds: dict[str, dict[str, object]] | None = None) -> str:
+    s = summary
+    u = s["units"]  # type: ignore[index]
+    lines = [f"# Evaluation: {meta.get('format')} ({s['n_cases']} cases, {s['n_slices']} slices)",
+             "",
+             f"Weights: `{meta.get('weights')}` ({meta.get('model_name')} "
+             f"{meta.get('model_version')}), runtime {meta.get('runtime')}, post-processing "
+             f"{'on' if meta.get('postprocess') else 'off'}.",
+             ""]
+    if meta.get("fold") is not None:
+        lines += [f"Cases: validation cases of fold {meta['fold']} of `{meta.get('folds_file')}`.",
+                  ""]
+    lines += ["## (a) Dice per class, pooled over all slices", "",
+              "| LV cavity | myocardium (normal) | infarct | no-reflow | mean |",
+              "|---|---|---|---|---|"]
+    pc = s["pooled_class_dice"]  # type: ignore[index]
+    lines.append("| " + " | ".join(_fmt(pc[n]) for n in M.CLASS_NAMES.values())
+                 + f" | {_fmt(s['pooled_class_dice_mean'])} |")
+    lines += ["", f"Mean over: {', '.join(s['pooled_classes_in_mean'])}."]
+    across = s.get("across_folds")
+    if across:
+        m = across["pooled_class_dice_mean"]  # type: ignore[index]
+        lines.append(f"Across folds (each fold pooled separately): {_fmt(m['mean'])} ± "
+                     f"{_fmt(m['sd'])} (SD of the fold means).")
+    lines.append("")
+    if meta.get("no_mvo_class"):
+        lines += ["No-reflow is not labelled in this data set: predicted no-reflow is scored as "
+                  "infarct in this table.", ""]
+    lines += ["## (b) EMIDEC per-case Dice (3-D per case; 1 when absent in both)", "",
+              "| structure | mean ± SD, all cases | n | mean ± SD, cases with the structure | n |",
+              "|---|---|---|---|---|"]
+    for name, v in s["per_case_dice"].items():  # type: ignore[union-attr]
+        a, p = v["all_cases"], v["cases_with_structure"]
+        lines.append(f"| {name} | {_fmt(a['mean'])} ± {_fmt(a['sd'])} | {a['n']} | "
+                     f"{_fmt(p['mean'])} ± {_fmt(p['sd'])} | {p['n']} |")
+    h = s["hd95_myocardium"]  # type: ignore[index]
+    lines += ["", f"## (c) Myocardium HD95 ({h['unit']})", "",
+              f"Mean {_fmt(h['mean'], 2)} ± {_fmt(h['sd'], 2)}, median {_fmt(h['median'], 2)} "
+              f"over {h['n']} cases ({h['cases_without_value']} without a value: no slice with "
+              "myocardium in both).", "",
+              f"## (d) Volume agreement per case ({u['volume']})", "",
+              "| structure | bias (pred − GT) | SD | 95 % limits | mean abs. diff. | r |",
+              "|---|---|---|---|---|---|"]
+    for name, v in s["volume_agreement"].items():  # type: ignore[union-attr]
+        if name == "unit":
+            continue
+        lines.append(f"| {name} | {_fmt(v['bias'], 3)} | {_fmt(v['sd'], 3)} | "
+                     f"{_fmt(v['loa_low'], 3)} … {_fmt(v['loa_high'], 3)} | {_fmt(v['mad'], 3)} | "
+                     f"{_fmt(v['pearson_r'], 3)} |")
+    if folds:
+        lines += ["", "## Per fold", "",
+                  "| fold | cases | pooled mean (1–4) | infarct (pooled) | no-reflow (pooled) | "
+                  "myocardium per-case | infarct per-case | no-reflow per-case |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for k, f in folds.items():
+            pcd, pcs = f["pooled_class_dice"], f["per_case_dice"]
+            lines.append(f"| {k} | {f['n_cases']} | {_fmt(f['pooled_class_dice_mean'])} | "
+                         f"{_fmt(pcd['infarct'])} | {_fmt(pcd['no_reflow'])} | "
+                         + " | ".join(_fmt(pcs[n]['all_cases']['mean']) for n in M.STRUCTURES)
+                         + " |")
+    lines += ["", "## Worst cases (lowest mean of the three per-case Dice)", "",
+              "| case | myocardium | infarct | no-reflow | HD95 | overlay |", "|---|---|---|---|---|---|"]
+    for r in worst_cases(records):
+        d = r["dice"]
+        lines.append(f"| {r['case']} | {_fmt(d['myocardium'])} | {_fmt(d['infarct'])} | "
+                     f"{_fmt(d['no_reflow'])} | {_fmt(r['hd95_myocardium'], 2)} | "
+                     f"[png](worst/{r['case']}.png) |")
+    lines += ["", "Definitions: pipeline/README.md (Evaluation). Research use only.", ""]
+    return "\n".join(lines)
+
+
+def overlay_case(path: Path, image: np.ndarray, gt: np.ndarray, pred: np.ndarray,
+                 title: str) -> Path:
+    """One PNG per case: a row per slice, image | ground truth | prediction."""
+    from PIL import Image, ImageDraw
+
+    from models.overlay import render_overlay, window
+
+    rows = []
+    for k in range(image.shape[0]):
+        grey = Image.fromarray(window(image[k], ref=image)).convert("RGB")
+        a = render_overlay(image[k], gt[k], legend=False, ref=image)
+        b = render_overlay(image[k], pred[k], legend=False, ref=image)
+        row = Image.new("RGB", (grey.width * 3 + 8, grey.height), (0, 0, 0))
+        for i, im in enumerate((grey, a, b)):
+            row.paste(im, (i * (grey.width + 4), 0))
+        rows.append(row)
+    legend = render_overlay(np.zeros((1, rows[0].width)), np.zeros((1, rows[0].width), np.uint8),
+                            legend=True)
+    head = 18
+    canvas = Image.new("RGB", (rows[0].width, head + sum(r.height + 4 for r in rows)
+                               + legend.height), (0, 0, 0))
+    ImageDraw.Draw(canvas).text((4, 3), f"{title}   (image | ground truth | prediction)",
+                                fill=(255, 255, 255))
+    y = head
+    for r in rows:
+        canvas.paste(r, (0, y))
+        y += r.height + 4
+    canvas.paste(legend, (0, y))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Large matrices (MyoPS ~500 px) are shrunk so the file stays small.
+    if canvas.width > 1600:
+        f = 1600 / canvas.width
+        canvas = canvas.resize((1600, int(canvas.height * f)))
+    canvas.save(path)
+    return path

@@ -1,0 +1,122 @@
+"""Delivery state, retries with backoff, and re-sending the same objects (real DCMTK storescp)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from datetime import timedelta
+from io import BytesIO
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.filewriter import dcmwrite
+from sqlalchemy import select
+
+from node.db.models import Delivery, Job, Series, utcnow
+from node.deliver.outbox import OutgoingObject, Outbox
+from tests.conftest import free_port, which_dcmtk
+
+pytestmark = pytest.mark.dcmtk
+
+
+def _storescp(port: int, out: Path) -> subprocess.Popen[bytes]:
+    out.mkdir(exist_ok=True)
+    proc = subprocess.Popen([which_dcmtk("storescp"), "-aet", "PACS", "-od", str(out), "+xa", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TCP_NODELAY": "1"})
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("storescp did not start")
+
+
+def _queue_objects(core, objects) -> tuple[int, list[OutgoingObject]]:  # type: ignore[no-untyped-def]
+    out = []
+    for kind, ds in zip(("seg", "sr", "pdf"), objects):
+        buf = BytesIO()
+        dcmwrite(buf, ds, enforce_file_format=True)
+        rel = core.files.relpath_for(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
+        core.files.write(rel, buf.getvalue())
+        out.append(OutgoingObject(kind, str(ds.SOPInstanceUID), str(ds.SOPClassUID), rel))
+    with core.sessions.begin() as s:
+        s.add(Series(series_uid="1.2.3.4", study_uid="1.2.3", state="selected"))
+        s.flush()
+        job = Job(series_uid="1.2.3.4", study_uid="1.2.3", state="done", next_attempt_at=utcnow())
+        s.add(job)
+        s.flush()
+        return job.id, out
+
+
+def test_pacs_down_then_back_same_objects_delivered(node_config, deliver_case, tmp_path: Path) -> None:
+    from node.app import build_core
+
+    port = free_port()
+    cfg = node_config()
+    cfg = cfg.model_copy(update={"destinations": [
+        type(cfg).model_validate({"dicom": {"allow_any_peer": True}, "destinations": [
+            {"type": "cstore", "name": "pacs", "host": "127.0.0.1", "port": port, "ae_title": "PACS"}]}).destinations[0]],
+        "delivery": cfg.delivery.model_copy(update={"retry_backoff_seconds": 30, "max_attempts": 5})})
+    core = build_core(cfg)
+    _, objects = deliver_case
+    job_id, outgoing = _queue_objects(core, objects)
+    outbox = Outbox(core.sessions, core.files.root, cfg)
+    assert outbox.enqueue(job_id, outgoing) == 3
+    assert outbox.enqueue(job_id, outgoing) == 0  # idempotent
+
+    assert outbox.run_due() == 0  # PACS is down
+    with core.sessions() as s:
+        rows = list(s.scalars(select(Delivery)))
+    assert {(r.state, r.attempts) for r in rows} == {("pending", 1)}
+    assert all(r.last_error for r in rows)
+    assert outbox.run_due() == 0  # backing off: nothing is due yet, nothing is sent
+    with core.sessions() as s:
+        assert {r.attempts for r in s.scalars(select(Delivery))} == {1}
+
+    received = tmp_path / "pacs"
+    pacs = _storescp(port, received)
+    try:
+        assert outbox.run_due(now=utcnow() + timedelta(seconds=31)) == 3
+    finally:
+        pacs.terminate()
+        pacs.wait(timeout=10)
+    with core.sessions() as s:
+        rows = list(s.scalars(select(Delivery)))
+    assert {(r.state, r.attempts) for r in rows} == {("delivered", 2)}
+    got = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in received.iterdir()}
+    assert got == {o.sop_instance_uid for o in outgoing}  # the same UIDs: a retry is not a new copy
+
+
+def test_gives_up_after_max_attempts(node_config, deliver_case) -> None:
+    from node.app import build_core
+    from node.config import NodeConfig
+
+    dests = NodeConfig.model_validate({"destinations": [
+        {"type": "cstore", "name": "pacs", "host": "127.0.0.1", "port": free_port(), "ae_title": "PACS"}]}).destinations
+    cfg = node_config().model_copy(update={"destinations": dests})
+    cfg = cfg.model_copy(update={"delivery": cfg.delivery.model_copy(update={"max_attempts": 2, "retry_backoff_seconds": 0})})
+    core = build_core(cfg)
+    job_id, outgoing = _queue_objects(core, deliver_case[1])
+    outbox = Outbox(core.sessions, core.files.root, cfg)
+    outbox.enqueue(job_id, outgoing)
+    outbox.run_due()
+    outbox.run_due(now=utcnow() + timedelta(seconds=1))
+    with core.sessions() as s:
+        assert {(r.state, r.attempts) for r in s.scalars(select(Delivery))} == {("failed", 2)}
+    assert outbox.run_due(now=utcnow() + timedelta(days=1)) == 0
+
+
+def test_backoff_is_exponential_and_capped(node_config) -> None:
+    cfg = node_config()
+    cfg = cfg.model_copy(update={"delivery": cfg.delivery.model_copy(update={"retry_backoff_seconds": 10,
+                                                                             "max_backoff_seconds": 60})})
+    from node.app import build_core
+
+    core = build_core(cfg)
+    ob = Outbox(core.sessions, core.files.root, cfg)
+    assert [ob.backoff(a) for a in (1, 2, 3, 4, 5)] == [10, 20, 40, 60, 60]

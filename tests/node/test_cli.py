@@ -1,0 +1,89 @@
+"""Every command answers --help; listing commands show what happened and why."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lgenode.cli import app
+
+LGENODE = str(Path(sys.executable).with_name("lgenode"))
+runner = CliRunner()
+
+
+def _commands(group, prefix=()):  # type: ignore[no-untyped-def]
+    import typer.main
+
+    click_group = typer.main.get_command(group)
+
+    def walk(cmd, path):  # type: ignore[no-untyped-def]
+        yield path
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, (*path, name))
+
+    yield from walk(click_group, prefix)
+
+
+def test_help_on_every_command() -> None:
+    paths = list(_commands(app))
+    assert ("serve",) in paths and ("send",) in paths and ("jobs",) in paths and ("series",) in paths
+    for path in paths:
+        r = runner.invoke(app, [*path, "--help"])
+        assert r.exit_code == 0, (path, r.output)
+        assert "Usage" in r.output
+
+
+def test_help_is_fast_and_does_not_import_tensorflow() -> None:
+    code = "import sys, lgenode.cli; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.split() == ["False", "False"]
+
+
+def test_jobs_and_series_listing(core, tmp_path: Path) -> None:
+    from node.db.models import Job, Series, utcnow
+
+    with core.sessions.begin() as s:
+        s.add(Series(series_uid="1.2.3.4", study_uid="1.2.3", state="ignored", reason="modality CT not in ['MR']",
+                     series_description="CT chest", modality="CT"))
+        s.add(Series(series_uid="1.2.3.5", study_uid="1.2.3", state="selected", reason="LGE series, 8 slices",
+                     series_description="LGE PSIR", modality="MR"))
+        s.flush()
+        job = Job(series_uid="1.2.3.5", study_uid="1.2.3", state="failed", reason="load: uneven spacing",
+                  next_attempt_at=utcnow())
+        s.add(job)
+        s.flush()
+        from node.db.models import Review
+
+        s.add(Review(job_id=job.id, decision="rejected", reviewer="Doe^Jane"))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"dicom: {{allow_any_peer: true}}\ndatabase: {{url: '{core.cfg.database_url}'}}\n"
+                   f"storage: {{root: '{core.files.root}'}}\n")
+    r = runner.invoke(app, ["series", "--config", str(cfg)])
+    assert r.exit_code == 0 and "modality CT not in" in r.output and "LGE series, 8 slices" in r.output
+    r = runner.invoke(app, ["jobs", "--config", str(cfg), "--json"])
+    rows = json.loads(r.output)
+    assert rows[0]["state"] == "failed" and rows[0]["reason"] == "load: uneven spacing"
+    assert rows[0]["review"] == "rejected by Doe^Jane"
+    r = runner.invoke(app, ["jobs", "--config", str(cfg)])
+    assert "rejected by Doe^Jane" in r.output
+    r = runner.invoke(app, ["series", "--config", str(cfg), "--state", "ignored", "--json"])
+    assert [x["series_uid"] for x in json.loads(r.output)] == ["1.2.3.4"]
+
+
+@pytest.mark.usefixtures("scp")
+def test_send_and_echo_commands(scp, core) -> None:
+    from pydicom.data import get_testdata_file
+
+    r = subprocess.run([LGENODE, "echo", "--port", str(scp.port)], capture_output=True, text=True)
+    assert r.returncode == 0 and "Success" in r.stdout
+    r = subprocess.run([LGENODE, "send", "--port", str(scp.port), get_testdata_file("MR_small.dcm")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "sent 1/1 ok" in r.stdout, r.stderr
+    r = subprocess.run([LGENODE, "send", "--port", str(scp.port), "--aet", "NOBODY", get_testdata_file("MR_small.dcm")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "association rejected" in r.stderr

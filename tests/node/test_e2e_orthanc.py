@@ -1,0 +1,166 @@
+"""End to end with a real PACS: Orthanc auto-routes a stable MR series to the node (Lua
+OnStableSeries -> C-STORE); the node segments it and stores SEG + SR + PDF back into Orthanc,
+where the test reads them with dicomweb-client (QIDO/WADO) and highdicom."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import highdicom as hd
+import pytest
+from dicomweb_client.api import DICOMwebClient
+
+from tests.conftest import dcmtk_env, free_port, needs_myops, which_dcmtk
+from tests.support.orthanc import start_orthanc
+
+pytestmark = [pytest.mark.orthanc, pytest.mark.slow]
+
+ROUTE_LUA = """
+function OnStableSeries(seriesId, tags, metadata)
+  -- auto-route image series to the LGE node; never our own results (SEG/SR/DOC) back.
+  -- (Orthanc 1.10's Lua SendToModality fails on a series with "Unable to read attachment";
+  -- the REST store route works.)
+  if tags['Modality'] == 'MR' then
+    RestApiPost('/modalities/lgenode/store', seriesId)
+  end
+end
+"""
+SEG, SR, PDF = "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.34", "1.2.840.10008.5.1.4.1.1.104.1"
+
+
+def weights_dir() -> Path | None:
+    env = os.environ.get("LGENODE_TEST_WEIGHTS")
+    return Path(env) if env else None
+
+
+def node_cfg(node_config, node_port: int, orthanc, transport: str):  # type: ignore[no-untyped-def]
+    from node.config import NodeConfig
+
+    dest = ({"type": "cstore", "name": "pacs", "host": "127.0.0.1", "port": orthanc.dicom_port, "ae_title": orthanc.aet}
+            if transport == "cstore" else {"type": "stow", "name": "pacs-web", "url": orthanc.dicomweb_url})
+    base = node_config(dicom={"port": node_port, "allowed_peers": [{"ae_title": orthanc.aet, "host": "127.0.0.1"},
+                                                                    {"ae_title": "STORESCU"}]},
+                       series={"idle_seconds": 1.0, "sweep_interval_seconds": 0.3},
+                       delivery={"retry_backoff_seconds": 1.0, "max_backoff_seconds": 2.0, "sweep_interval_seconds": 0.5},
+                       model={"weights_dir": str(weights_dir())} if weights_dir() else {})
+    return base.model_copy(update={"destinations": NodeConfig.model_validate(
+        {"dicom": {"allow_any_peer": True}, "destinations": [dest]}).destinations})
+
+
+def wait_for(fn, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def results_in(client: DICOMwebClient, study_uid: str) -> dict[str, dict]:
+    found = {}
+    for inst in client.search_for_instances(study_instance_uid=study_uid):
+        cls = inst["00080016"]["Value"][0]
+        if cls in (SEG, SR, PDF):
+            found[cls] = inst
+    return found
+
+
+def check_results(client: DICOMwebClient, study_uid: str, lge_series_uid: str) -> None:
+    from node.encode.readback import seg_volumes_ml, sr_values
+
+    found = wait_for(lambda: (r := results_in(client, study_uid)) and len(r) == 3 and r, 180, "SEG, SR and PDF")
+    uid = {cls: (i["0020000E"]["Value"][0], i["00080018"]["Value"][0]) for cls, i in found.items()}
+    seg_ds = client.retrieve_instance(study_uid, *uid[SEG])
+    sr_ds = client.retrieve_instance(study_uid, *uid[SR])
+    pdf_ds = client.retrieve_instance(study_uid, *uid[PDF])
+    seg = hd.seg.Segmentation.from_dataset(seg_ds)
+    assert seg.SegmentationType == "BINARY" and seg.StudyInstanceUID == study_uid
+    assert str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID) == lge_series_uid
+    assert [s.SegmentAlgorithmType for s in seg.SegmentSequence] == ["AUTOMATIC"] * 4
+    sr = hd.sr.srread  # noqa: F841  (parsing below goes through highdicom's TID 1500 classes)
+    values = sr_values(sr_ds)
+    vols = seg_volumes_ml(seg_ds)
+    for key, ml in vols.items():
+        assert values.structures[key]["volume_ml"] == pytest.approx(ml, rel=1e-6, abs=1e-6), key
+        assert values.referenced_segments[key][0] == seg.SOPInstanceUID
+    assert pdf_ds.MIMETypeOfEncapsulatedDocument == "application/pdf"
+    assert bytes(pdf_ds.EncapsulatedDocument[:5]) == b"%PDF-"
+
+
+@needs_myops
+def test_orthanc_auto_routes_and_receives_seg_sr_pdf(node_config, myops_series, tmp_path: Path) -> None:
+    from node.service import NodeService
+
+    node_port = free_port()
+    orthanc = start_orthanc(tmp_path / "orthanc", modalities={"lgenode": ["LGENODE", "127.0.0.1", node_port],
+                                                              "scanner": ["SCANNER", "127.0.0.1", 104]},
+                            lua_scripts=[str(_lua(tmp_path))])
+    service = NodeService(node_cfg(node_config, node_port, orthanc, "cstore"))
+    service.start()
+    try:
+        lge = sorted(myops_series["lge"].glob("*.dcm"))
+        cine = sorted(myops_series["cine"].glob("*.dcm"))
+        # The modality sends the study to the PACS; the PACS routes it on.
+        r = subprocess.run([which_dcmtk("storescu"), "-aet", "SCANNER", "-aec", orthanc.aet, "127.0.0.1",
+                            str(orthanc.dicom_port), *map(str, lge + cine)],
+                           capture_output=True, text=True, env=dcmtk_env(), timeout=120)
+        assert r.returncode == 0, r.stderr
+        import pydicom
+
+        first = pydicom.dcmread(lge[0], stop_before_pixels=True)
+        client = DICOMwebClient(orthanc.dicomweb_url)
+        check_results(client, str(first.StudyInstanceUID), str(first.SeriesInstanceUID))
+        # The cine series was routed too, and ignored with a reason.
+        from node.db.models import Series
+
+        with service.core.sessions() as s:
+            states = {x.series_description: (x.state, x.reason) for x in s.query(Series)}
+        assert states["CINE SAX"][0] == "ignored"
+        assert states["LGE PSIR SAX"][0] == "selected"
+    finally:
+        service.stop()
+        orthanc.stop()
+
+
+def _lua(tmp_path: Path) -> Path:
+    p = tmp_path / "route.lua"
+    p.write_text(ROUTE_LUA)
+    return p
+
+
+@needs_myops
+def test_pacs_down_for_a_while_objects_arrive_after(node_config, myops_series, tmp_path: Path) -> None:
+    from node.service import NodeService
+
+    node_port = free_port()
+    orthanc = start_orthanc(tmp_path / "orthanc", modalities={"lgenode": ["LGENODE", "127.0.0.1", node_port]})
+    orthanc.stop()  # the PACS goes down before the node has anything to send
+    service = NodeService(node_cfg(node_config, node_port, orthanc, "stow"))
+    service.start()
+    try:
+        lge = sorted(myops_series["lge"].glob("*.dcm"))
+        r = subprocess.run([which_dcmtk("storescu"), "-aec", "LGENODE", "127.0.0.1", str(node_port), *map(str, lge)],
+                           capture_output=True, text=True, env=dcmtk_env(), timeout=120)
+        assert r.returncode == 0, r.stderr
+        from node.db.models import Delivery
+
+        def failed_once() -> bool:
+            with service.core.sessions() as s:
+                rows = s.query(Delivery).all()
+                return len(rows) == 3 and all(d.attempts >= 1 and d.state == "pending" for d in rows)
+
+        wait_for(failed_once, 120, "a failed first delivery")
+        orthanc.start()  # the PACS is back
+        import pydicom
+
+        first = pydicom.dcmread(lge[0], stop_before_pixels=True)
+        check_results(DICOMwebClient(orthanc.dicomweb_url), str(first.StudyInstanceUID), str(first.SeriesInstanceUID))
+        with service.core.sessions() as s:
+            assert {d.state for d in s.query(Delivery)} == {"delivered"}
+    finally:
+        service.stop()
+        orthanc.stop()

@@ -1,0 +1,88 @@
+"""A real MyoPS case as a DICOM MR series on disk, with its ground-truth labels.
+
+The series is built by `pipeline.datasets.dicomize` (real pixels, real oblique geometry) and
+read back with `models.io.load_dicom_series`, exactly as the node would read it; the labels are
+the MyoPS ground truth mapped to EMIDEC classes (500->1, 200/1220->2, 2221->3). MyoPS has no MVO
+class, so `with_mvo=True` relabels the core of the infarct (infarct voxels more than 2 px from
+any non-infarct voxel, in-plane) as MVO (4), so that all four SEG segments are exercised.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from models.volume import Volume
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def myops_dir() -> Path:
+    root = Path(os.environ.get("LGENODE_DATA_DIR", REPO / ".." / "shared" / "data"))
+    return (root / "myops2020") if (root / "myops2020").is_dir() else root
+
+
+def have_case(case: str) -> bool:
+    return (myops_dir() / f"{case}_gd.nii.gz").is_file() and (myops_dir() / f"{case}_LGE.nii.gz").is_file()
+
+
+@dataclass
+class CaseSeries:
+    case: str
+    files: list[Path]
+    datasets: list[Dataset]
+    volume: Volume  # as loaded from the DICOM files (with source_refs)
+    labels: np.ndarray  # (n, rows, cols) uint8 in volume order
+
+
+def _carve_mvo(labels: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import distance_transform_edt
+
+    out = labels.copy()
+    for k in range(labels.shape[0]):
+        inf = labels[k] == 3
+        if inf.any():
+            out[k][(distance_transform_edt(inf) > 2.0) & inf] = 4
+    return out
+
+
+def build_case_series(case: str, out_dir: Path, *, with_mvo: bool = True, enhanced: bool = False,
+                      seed: int = 7) -> CaseSeries:
+    if not have_case(case):
+        pytest.skip(f"MyoPS {case} not found under {myops_dir()} (set LGENODE_DATA_DIR)")
+    from models.io import load_dicom_series
+    from models.io.nifti import load_nifti
+    from pipeline.datasets.dicomize import StudyContext, write_enhanced_series, write_series
+    from pipeline.datasets.myops import map_labels
+
+    image = load_nifti(myops_dir() / f"{case}_LGE.nii.gz")
+    gd = load_nifti(myops_dir() / f"{case}_gd.nii.gz")
+    writer = write_enhanced_series if enhanced else write_series
+    files = writer(image, out_dir, StudyContext(case, seed=seed))
+    volume = load_dicom_series(out_dir)
+    if not np.allclose(volume.positions, gd.positions, atol=1e-3):
+        raise AssertionError("DICOM and NIfTI slice order differ")
+    labels = map_labels(np.rint(gd.pixels).astype(np.int32))
+    if with_mvo:
+        labels = _carve_mvo(labels)
+    datasets = [pydicom.dcmread(f) for f in files]
+    return CaseSeries(case, list(files), datasets, volume, labels)
+
+
+def encode_case(series: CaseSeries, algorithm, created=None, with_report: bool = True):
+    """Measurements, AHA result and the encoded [SEG, SR, (PDF)] of a case series."""
+    from models.aha import compute_aha
+    from models.measurements import compute_measurements
+    from node.encode import encode_results
+
+    m = compute_measurements(series.labels, series.volume)
+    aha = compute_aha(series.labels, series.volume)
+    objects = encode_results(series.datasets, series.labels, series.volume, m, aha, algorithm,
+                             created=created, with_report=with_report)
+    return m, aha, objects
