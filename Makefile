@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-APT_PACKAGES := dcmtk dicom3tools orthanc orthanc-dicomweb postgresql
+APT_PACKAGES := dcmtk dicom3tools orthanc orthanc-dicomweb postgresql chromium ghostscript
 PYTEST_ARGS ?=
 
 .PHONY: setup system-deps venv run test test-fast bench clean
@@ -14,7 +14,8 @@ PYTEST_ARGS ?=
 setup: system-deps venv
 
 # DCMTK (peer PACS/modality in tests), dicom3tools (dciodvfy), Orthanc + DICOMweb (the PACS),
-# PostgreSQL (shared-queue tests start a throw-away server on 127.0.0.1).
+# PostgreSQL (shared-queue tests start a throw-away server on 127.0.0.1), Chromium (the OHIF
+# plugin's end-to-end test, headless), Ghostscript (reads the PDF report back in tests).
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

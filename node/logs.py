@@ -35,4 +35,5 @@ def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.setLevel(level)
     # pynetdicom logs every PDU at INFO/DEBUG, including dataset identifiers: keep it quiet.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances" is routine for a sweep still running.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)

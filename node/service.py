@@ -8,9 +8,11 @@ import threading
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import update
 
 from node.app import Core, build_core
 from node.config import NodeConfig
+from node.db.models import Series, SeriesState, utcnow
 from node.job.queue import JobQueue
 from node.deliver.outbox import Outbox
 from node.job.worker import Worker, build_stages
@@ -29,15 +31,16 @@ class NodeService:
                               retry_backoff_seconds=cfg.jobs.retry_backoff_seconds)
         self.scp = StorageSCP(cfg.dicom, self.core.store)
         self.outbox = Outbox(self.core.sessions, self.core.files.root, cfg)
-        stages = build_stages(cfg, self.outbox)
+        self.stages = build_stages(cfg, self.outbox)
         self.workers = [
             Worker(self.queue, self.core.sessions, self.core.files.root, poll_interval=cfg.jobs.poll_interval_seconds,
-                   stages=stages, files=self.core.files)
+                   stages=self.stages, files=self.core.files)
             for _ in range(cfg.jobs.workers)
         ]
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._api_server: Any = None
         self._stopped = threading.Event()
+        self.warmed = threading.Event()  # set once warm_stages has run (see start())
 
     @property
     def single_node(self) -> bool:
@@ -46,6 +49,10 @@ class NodeService:
     def recover(self) -> None:
         """Crash recovery before accepting anything: re-index orphan files, re-queue jobs."""
         self.core.store.reconcile()
+        # Series that were still arriving when the node went down get a fresh idle window:
+        # the peer may be about to retry what we did not acknowledge.
+        with self.core.sessions.begin() as s:
+            s.execute(update(Series).where(Series.state == SeriesState.RECEIVING).values(last_received_at=utcnow()))
         if self.single_node:
             n = self.queue.requeue_all_running()
         else:
@@ -57,6 +64,27 @@ class NodeService:
         if sweep(self.core.sessions, self.cfg):
             for w in self.workers:
                 w.wake()
+
+    def warm_stages(self) -> None:
+        """Load the model and the encoders once at start, so the first job is as fast as the next
+        (measured by bench/latency). Best effort: a stage that cannot warm up fails its job later
+        with the real reason."""
+        stage_lists = self.stages.values() if isinstance(self.stages, dict) else [self.stages]
+        seen: set[int] = set()
+        try:
+            for stages in stage_lists:
+                for name, stage in stages:
+                    warm = getattr(stage, "warm", None)
+                    if warm is None or id(stage) in seen:
+                        continue
+                    seen.add(id(stage))
+                    try:
+                        warm()
+                    except Exception as exc:
+                        log.warning("stage warm-up failed",
+                                    extra={"stage": name, "error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            self.warmed.set()
 
     def _purge(self) -> None:
         purge_expired(self.core.sessions, self.core.files, self.cfg.storage.retention_days)
@@ -75,6 +103,8 @@ class NodeService:
         if self.cfg.storage.retention_days > 0:
             self.scheduler.add_job(self._purge, "interval", hours=1, id="retention", max_instances=1, coalesce=True)
         self.scheduler.start()
+        if self.workers:
+            threading.Thread(target=self.warm_stages, name="warm-stages", daemon=True).start()
         for w in self.workers:
             w.start()
         if self.cfg.api.enabled:

@@ -4,63 +4,66 @@ The objects are written durably under the store root (like received instances) a
 a delivery retry — even after a restart — re-sends exactly these files. UIDs are derived from
 the series, its revision and the algorithm version, so re-running a job re-creates the same
 objects rather than new copies.
+
+The PDF report (~0.5-1 s of matplotlib on a small CPU) is kept off the path to the PACS: this
+stage encodes and stores SEG + SR and hands the report over as a `DeferredObject`, which the
+deliver stage encodes and sends only after SEG + SR have been sent (bench/latency measures it).
 """
 
 from __future__ import annotations
 
-from io import BytesIO
+import time
 from typing import Any
 
 from pydicom import dcmread
-from pydicom.filewriter import dcmwrite
 
-from node.db.models import Instance, utcnow
-from node.deliver.outbox import OutgoingObject
-from node.encode import AlgorithmInfo, encode_results
-from node.receive.header import InstanceHeader
-from node.series.tracking import record_instance
+from node.deliver.stage import DeferredObject
+from node.encode import AlgorithmInfo, encode_report, encode_seg_sr
+from node.encode.store import store_result
 
-KINDS = ("seg", "sr", "pdf")
+
+def _listed(obj: Any) -> dict[str, str]:
+    return {"kind": obj.kind, "sop_instance_uid": obj.sop_instance_uid, "series_uid": obj.relpath.split("/")[1]}
 
 
 class EncodeStage:
     def __init__(self, write_report: bool = True) -> None:
         self.write_report = write_report
 
+    def warm(self) -> None:
+        """Import the encoders (highdicom SEG/SR, matplotlib) so the first job does not pay for it."""
+        import node.encode.report  # noqa: F401
+        import node.encode.seg  # noqa: F401
+        import node.encode.sr  # noqa: F401
+
     def __call__(self, ctx: Any) -> None:
         from node.infer.load import series_files
 
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
         sources = [dcmread(p) for p in series_files(ctx.sessions, ctx.store_root, ctx.job.series_uid)]
+        timings["read_sources"] = time.perf_counter() - t
         name, version = ctx.model
         algorithm = AlgorithmInfo(name=name, version=version)
         job_key = f"{ctx.job.series_uid}/r{ctx.job.revision}"
-        objects = encode_results(sources, ctx.labels, ctx.volume, ctx.measurements, ctx.aha, algorithm,
-                                 job_key=job_key, with_report=self.write_report)
-        outgoing: list[OutgoingObject] = []
-        for kind, ds in zip(KINDS, objects):
-            buf = BytesIO()
-            dcmwrite(buf, ds, enforce_file_format=True)
-            data = buf.getvalue()
-            header = InstanceHeader(
-                sop_class_uid=str(ds.SOPClassUID), sop_instance_uid=str(ds.SOPInstanceUID),
-                study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
-                transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
-                attrs={"Modality": str(ds.Modality), "SeriesDescription": str(ds.get("SeriesDescription", "")),
-                       "SeriesNumber": str(ds.get("SeriesNumber", ""))},
-            )
-            relpath = ctx.files.relpath_for(header.study_uid, header.series_uid, header.sop_instance_uid)
-            stored = ctx.files.write(relpath, data)
-            if stored.created:
-                with ctx.sessions.begin() as s:
-                    if s.get(Instance, header.sop_instance_uid) is None:
-                        s.add(Instance(sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
-                                       study_uid=header.study_uid, series_uid=header.series_uid,
-                                       transfer_syntax_uid=header.transfer_syntax_uid, path=relpath,
-                                       size_bytes=stored.size, calling_ae=None, received_at=utcnow(),
-                                       attrs=header.attrs))
-                        s.flush()
-                        record_instance(s, header, utcnow(), "store_only", produced=True)
-            outgoing.append(OutgoingObject(kind, header.sop_instance_uid, header.sop_class_uid, relpath))
+        t = time.perf_counter()
+        objs = encode_seg_sr(sources, ctx.labels, ctx.volume, ctx.measurements, ctx.aha, algorithm, job_key=job_key)
+        timings["seg_sr"] = time.perf_counter() - t
+        t = time.perf_counter()
+        outgoing: list[Any] = [store_result(ctx.files, ctx.sessions, "seg", objs.seg),
+                               store_result(ctx.files, ctx.sessions, "sr", objs.sr)]
+        timings["store"] = time.perf_counter() - t
+        ctx.result["objects"] = [_listed(o) for o in outgoing]
+        ctx.result["encode_timings_s"] = {k: round(v, 4) for k, v in timings.items()}
+        if self.write_report:
+            labels, volume, measurements, aha = ctx.labels, ctx.volume, ctx.measurements, ctx.aha
+
+            def report() -> Any:
+                pdf = encode_report(sources, labels, volume, measurements, aha, algorithm,
+                                    derived_from=[objs.seg, objs.sr], job_key=job_key)
+                obj = store_result(ctx.files, ctx.sessions, "pdf", pdf)
+                ctx.result["objects"].append(_listed(obj))
+                return obj
+
+            outgoing.append(DeferredObject("pdf", report))
         ctx.outgoing = outgoing
-        ctx.result["objects"] = [{"kind": o.kind, "sop_instance_uid": o.sop_instance_uid,
-                                  "series_uid": relp.split("/")[1]} for o, relp in ((o, o.relpath) for o in outgoing)]

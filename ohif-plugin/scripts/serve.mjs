@@ -6,7 +6,7 @@
 //   /dicom-web/*           reverse proxy to the PACS's DICOMweb root (e.g. Orthanc)
 //   /lgenode/*             reverse proxy to the LGE node's HTTP API (review decisions)
 //
-// Usage: node scripts/serve.mjs --dicomweb http://127.0.0.1:8042/dicom-web --node http://127.0.0.1:8000
+// Usage: node scripts/serve.mjs --dicomweb http://127.0.0.1:8042/dicom-web --node http://127.0.0.1:8080
 //        [--host 127.0.0.1] [--port 3000] [--viewer .ohif/viewer] [--plugin dist]
 import http from 'node:http';
 import https from 'node:https';
@@ -147,7 +147,7 @@ function proxy(req, res, target, stripPrefix) {
  * Start the server. Returns {server, url, close()}.
  * @param {object} o
  * @param {string} o.dicomweb   upstream DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web
- * @param {string} [o.node]     upstream node API root, e.g. http://127.0.0.1:8000
+ * @param {string} [o.node]     upstream node API root, e.g. http://127.0.0.1:8080
  */
 export function startServer({
   host = '127.0.0.1',

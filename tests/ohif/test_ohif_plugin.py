@@ -1,9 +1,13 @@
 """The OHIF plugin's own test entry point (ohif-plugin/run-tests.sh) run from pytest.
 
 Unit tests: vitest on the plugin's SR parsing and SEG-version logic, with fixtures made by the
-node's encoders (needs Node >= 20 and npm; npm ci on first run). End to end: Orthanc + the
-prebuilt OHIF 3.13.2 viewer + headless Chromium (slow, needs the Debian packages chromium,
-orthanc, orthanc-dicomweb; about 50 s).
+node's encoders (needs Node >= 20 and npm; npm ci on first run). End to end
+(``ohif-plugin/test/e2e/run_e2e.py``): Orthanc + the real node in-process (segments a MyoPS LGE
+series, re-measures the saved edit, records the review decisions) + the prebuilt OHIF 3.13.2
+viewer + headless Chromium. Slow (about 70 s); needs the Debian packages chromium, orthanc,
+orthanc-dicomweb, the MyoPS data and model weights (``LGENODE_TEST_WEIGHTS``, else the node's
+default weights); skipped with the reason when one is missing. Screenshots and the checks'
+results: ``test-artifacts/ohif/``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import pytest
 
 PLUGIN = Path(__file__).resolve().parents[2] / "ohif-plugin"
 SCRIPT = PLUGIN / "run-tests.sh"
+SKIPPED = 77  # run_e2e.py: MyoPS data, weights, Orthanc or Chromium absent
 
 pytestmark = pytest.mark.skipif(
     shutil.which("node") is None or shutil.which("npm") is None, reason="Node.js and npm are needed"
@@ -42,4 +47,7 @@ def test_plugin_end_to_end() -> None:
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)}")
     r = _run("--e2e-only", timeout=900)
+    if r.returncode == SKIPPED:
+        reason = next((line for line in r.stderr.splitlines() if "SKIPPED" in line), "prerequisites missing")
+        pytest.skip(reason.split("SKIPPED:", 1)[-1].strip())
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]

@@ -1,14 +1,17 @@
-// The browser half of the end-to-end test (driven by run_e2e.py): open the study in the
-// "Cardiac LGE review" mode, read the panel, brush infarct pixels, save, accept.
+// The browser half of the end-to-end test (driven by run_e2e.py): open the study the node
+// processed in the "Cardiac LGE review" mode, read the panel, brush infarct pixels, save,
+// accept; then wait until the node's re-measured SR of the saved edit is in the PACS, reload,
+// read the panel again (now the edited version and its numbers) and reject.
 // Usage: node test/e2e/browser.mjs <params.json>   (prints one JSON result line at the end)
-//   params: {url, study, artifacts, reviewer, comment, timeoutMs}
+//   params: {url, study, artifacts, reviewer, comment, rejectComment, reviewedSrDescription,
+//            timeoutMs, remeasureTimeoutMs}
 import { chromium } from 'playwright-core';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
 const params = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const { url, study, artifacts, reviewer, comment } = params;
+const { url, study, artifacts, reviewer, comment, rejectComment, reviewedSrDescription } = params;
 const timeout = params.timeoutMs ?? 90000;
 mkdirSync(artifacts, { recursive: true });
 
@@ -62,6 +65,51 @@ async function sliceState() {
   });
 }
 
+// Wait until the panel shows a SEG (version `version` when given) with its report's numbers and
+// the segmentation is on the viewport; return what the panel shows and the store's choice.
+async function readPanel(version = null) {
+  await page.waitForFunction(v => {
+    const t = document.querySelector('[data-testid="lge-lv-cavity"]')?.textContent ?? '';
+    const info = document.querySelector('[data-testid="lge-seg-info"]')?.textContent ?? '';
+    const node = document.querySelector('[data-testid="lge-node"]')?.textContent ?? '';
+    return /\d/.test(t) && /Node job #/.test(node) && (v === null || info.includes(` v${v}`));
+  }, version);
+  await page.waitForFunction(() => {
+    const s = window.services;
+    const vpId = s?.viewportGridService.getActiveViewportId();
+    return vpId && (s.segmentationService.getSegmentationRepresentations(vpId) ?? []).length > 0;
+  });
+  await page.waitForTimeout(1500); // let the overlay render
+  return page.evaluate(async () => {
+    const text = id => document.querySelector(`[data-testid="${id}"]`)?.innerText ?? null;
+    const bull = [...document.querySelectorAll('[data-testid="lge-bullseye"] path[data-segment]')].map(p => ({
+      segment: Number(p.getAttribute('data-segment')),
+      transmurality: p.getAttribute('data-transmurality'),
+      fill: p.getAttribute('fill'),
+    }));
+    const st = (await import('/plugins/lgenode/extension-lge-review.js'))._debug.store.get();
+    return {
+      lvCavity: text('lge-lv-cavity'), myocardium: text('lge-myocardium'), infarct: text('lge-infarct'),
+      mvo: text('lge-mvo'), transmural: text('lge-transmural'), algorithm: text('lge-algorithm'),
+      segInfo: text('lge-seg-info'), status: text('lge-status'), node: text('lge-node'),
+      rowsText: document.querySelector('[data-testid="lge-panel"] table')?.innerText ?? null,
+      bullseye: bull,
+      segSopInstanceUID: st.seg?.SOPInstanceUID ?? null,
+      reportSopInstanceUID: st.report?.sopInstanceUID ?? null,
+      reportMatchesSeg: st.reportMatchesSeg,
+      jobId: st.job?.id ?? null,
+    };
+  });
+}
+
+// QIDO through the viewer's own proxy: the SR series of the study with this description.
+async function findSeries(description) {
+  const res = await fetch(`${url}/dicom-web/studies/${study}/series?Modality=SR`, { headers: { Accept: 'application/dicom+json' } });
+  if (!res.ok) return null;
+  const list = res.status === 204 ? [] : await res.json();
+  return list.find(s => s['0008103E']?.Value?.[0] === description) ?? null;
+}
+
 const count = arr => arr.reduce((a, v) => a + (v ? 1 : 0), 0);
 
 try {
@@ -72,31 +120,7 @@ try {
   if (await banner.isVisible().catch(() => false)) await banner.click();
 
   step('wait for the SR numbers and the AI SEG');
-  await page.waitForFunction(() => {
-    const t = document.querySelector('[data-testid="lge-lv-cavity"]')?.textContent ?? '';
-    return /\d/.test(t);
-  });
-  await page.waitForFunction(() => {
-    const s = window.services;
-    const vpId = s?.viewportGridService.getActiveViewportId();
-    return vpId && (s.segmentationService.getSegmentationRepresentations(vpId) ?? []).length > 0;
-  });
-  await page.waitForTimeout(1500); // let the overlay render
-  result.panel = await page.evaluate(() => {
-    const text = id => document.querySelector(`[data-testid="${id}"]`)?.innerText ?? null;
-    const bull = [...document.querySelectorAll('[data-testid="lge-bullseye"] path[data-segment]')].map(p => ({
-      segment: Number(p.getAttribute('data-segment')),
-      transmurality: p.getAttribute('data-transmurality'),
-      fill: p.getAttribute('fill'),
-    }));
-    return {
-      lvCavity: text('lge-lv-cavity'), myocardium: text('lge-myocardium'), infarct: text('lge-infarct'),
-      mvo: text('lge-mvo'), transmural: text('lge-transmural'), algorithm: text('lge-algorithm'),
-      segInfo: text('lge-seg-info'), status: text('lge-status'), node: text('lge-node'),
-      rowsText: document.querySelector('[data-testid="lge-panel"] table')?.innerText ?? null,
-      bullseye: bull,
-    };
-  });
+  result.panel = await readPanel();
   await shot('01-opened-panel-and-ai-seg');
 
   step('brush infarct into myocardium');
@@ -118,26 +142,36 @@ try {
     const imageId = viewport.getCurrentImageId();
     const plane = window.cornerstone.metaData.get('imagePlaneModule', imageId);
     const { rows, columns } = plane;
-    const myo = masks[2];
-    const inf = masks[3];
-    const infIdx = [];
-    for (let i = 0; i < inf.length; i++) if (inf[i]) infIdx.push(i);
-    // normal myocardium pixel whose 8 neighbours are myocardium, farthest from any infarct
-    let best = null;
-    for (let r = 1; r < rows - 1; r++) {
-      for (let c = 1; c < columns - 1; c++) {
-        const i = r * columns + c;
-        if (!myo[i] || inf[i]) continue;
-        let interior = true;
-        for (let dr = -1; dr <= 1 && interior; dr++) for (let dc = -1; dc <= 1; dc++) if (!myo[i + dr * columns + dc]) interior = false;
-        if (!interior) continue;
-        let d = Infinity;
-        for (const j of infIdx) {
-          const rr = Math.floor(j / columns) - r;
-          const cc = (j % columns) - c;
-          d = Math.min(d, rr * rr + cc * cc);
+    // Where to paint: the pixel whose 9x9 neighbourhood holds the most myocardium that is not
+    // infarct yet (so the stroke adds infarct), then the fewest infarct pixels, then nearest the
+    // centre. Summed-area tables keep this linear whatever the segmentation looks like (the
+    // node's model may be untrained in CI).
+    const sat = pred => {
+      const t = new Float64Array((rows + 1) * (columns + 1));
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < columns; c++) {
+          const i = r * columns + c;
+          t[(r + 1) * (columns + 1) + c + 1] = (pred(i) ? 1 : 0) + t[r * (columns + 1) + c + 1]
+            + t[(r + 1) * (columns + 1) + c] - t[r * (columns + 1) + c];
         }
-        if (!best || d > best.d) best = { r, c, d };
+      }
+      return (r0, c0, r1, c1) => t[r1 * (columns + 1) + c1] - t[r0 * (columns + 1) + c1]
+        - t[r1 * (columns + 1) + c0] + t[r0 * (columns + 1) + c0];
+    };
+    const normal = sat(i => masks[2][i] && !masks[3][i]);
+    const infarct = sat(i => masks[3][i]);
+    const h = 4;
+    let best = null;
+    for (let r = h + 2; r < rows - h - 2; r++) {
+      for (let c = h + 2; c < columns - h - 2; c++) {
+        if (masks[3][r * columns + c]) continue;
+        const n = normal(r - h, c - h, r + h + 1, c + h + 1);
+        const inf = infarct(r - h, c - h, r + h + 1, c + h + 1);
+        const d = (r - rows / 2) ** 2 + (c - columns / 2) ** 2;
+        const key = [n, -inf, -d];
+        if (!best || key[0] > best.key[0] || (key[0] === best.key[0] && (key[1] > best.key[1] || (key[1] === best.key[1] && key[2] > best.key[2])))) {
+          best = { r, c, key };
+        }
       }
     }
     if (!best) return null;
@@ -147,9 +181,9 @@ try {
     const world = [0, 1, 2].map(k => ipp[k] + best.c * plane.columnPixelSpacing * rc[k] + best.r * plane.rowPixelSpacing * cc[k]);
     const [x, y] = viewport.worldToCanvas(world);
     const rect = viewport.element.querySelector('canvas').getBoundingClientRect();
-    return { row: best.r, col: best.c, pageX: rect.left + x, pageY: rect.top + y };
+    return { row: best.r, col: best.c, normalMyocardiumAround: best.key[0], pageX: rect.left + x, pageY: rect.top + y };
   }, { masks: before.masks });
-  if (!target) throw new Error('no normal myocardium on the displayed slice');
+  if (!target) throw new Error('no pixel to paint on the displayed slice');
   result.target = target;
   await page.mouse.move(target.pageX, target.pageY);
   await page.mouse.down();
@@ -189,6 +223,31 @@ try {
   await shot('04-accepted');
   await page.locator('[data-testid="lge-panel"]').screenshot({ path: path.join(artifacts, 'panel.png') });
   result.screenshots.push(path.join(artifacts, 'panel.png'));
+
+  step('wait for the node to re-measure the saved SEG (SR in the PACS)');
+  const deadline = Date.now() + (params.remeasureTimeoutMs ?? 90000);
+  let reviewedSr = null;
+  while (!(reviewedSr = await findSeries(reviewedSrDescription))) {
+    if (Date.now() > deadline) throw new Error(`no SR "${reviewedSrDescription}" in the PACS in time`);
+    await new Promise(r => setTimeout(r, 1000));
+  }
+  result.reviewedSrSeriesUID = reviewedSr['0020000E']?.Value?.[0] ?? null;
+
+  step('reload: the edited version with the node\'s new numbers');
+  await page.reload();
+  await page.locator('[data-testid="lge-panel"]').waitFor();
+  if (await banner.isVisible().catch(() => false)) await banner.click();
+  result.panelAfter = await readPanel(result.lastSaved.version);
+  await shot('05-reloaded-edited-version-remeasured');
+
+  step('reject with comment');
+  await page.locator('[data-testid="lge-reviewer"]').fill(reviewer);
+  await page.locator('[data-testid="lge-comment"]').fill(rejectComment);
+  await page.locator('[data-testid="lge-reject"]').click();
+  await page.waitForFunction(() => /REJECTED/.test(document.querySelector('[data-testid="lge-status"]')?.textContent ?? ''));
+  result.statusAfterReject = await page.locator('[data-testid="lge-status"]').innerText();
+  result.nodeLineAfterReject = await page.locator('[data-testid="lge-node"]').innerText();
+  await shot('06-rejected');
   result.ok = true;
 } catch (e) {
   result.ok = false;

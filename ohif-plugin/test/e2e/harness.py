@@ -1,8 +1,15 @@
-"""Processes the end-to-end test needs: Orthanc (with DICOMweb), a node API stub, the viewer.
+"""Processes the end-to-end test runs: a PACS (Orthanc), the real LGE node, the viewer.
 
-All servers are on 127.0.0.1 with free ports. Orthanc 1.10 has no bind-address option: its
-HTTP server listens on all interfaces with ``RemoteAccessAllowed: false`` (it answers only
-loopback clients) and its DICOM server is disabled (DICOMweb is all the test uses).
+- **PACS**: Orthanc with DICOMweb (``tests/support/orthanc.py``), with a Lua rule that routes
+  every stable MR and SEG series to the node by C-STORE, as a site would auto-route. Orthanc
+  1.10's Lua ``SendToModality`` fails on a series, so the rule uses the REST store route.
+- **Node**: ``node.service.NodeService`` in this process (SCP, sweeps, workers, FastAPI API
+  on loopback) with the PACS as its STOW-RS destination.
+- **Viewer**: ``scripts/serve.mjs``: the prebuilt OHIF viewer, the plugin, and the PACS's
+  DICOMweb and the node API reverse-proxied on one origin.
+
+Everything listens on 127.0.0.1 with free ports. (Orthanc 1.10 cannot bind to loopback only:
+its config accepts HTTP from loopback clients only and C-STORE only from the node's AE.)
 """
 
 from __future__ import annotations
@@ -14,19 +21,26 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from typing import Any
 
 log = logging.getLogger("e2e.harness")
 
-ORTHANC = "/usr/sbin/Orthanc"
-DICOMWEB_PLUGIN_DIRS = ["/usr/share/orthanc/plugins", "/usr/lib/orthanc"]
+# Route image series (to be segmented) and SEG series (reviewed edits) to the node. Our AI SEG
+# comes back too: the node stores it and ignores it (AUTOMATIC), as in a real deployment.
+ROUTE_LUA = """
+function OnStableSeries(seriesId, tags, metadata)
+  local m = tags['Modality']
+  if m == 'MR' or m == 'SEG' then
+    RestApiPost('/modalities/lgenode/store', seriesId)
+  end
+end
+"""
+
+NODE_AE = "LGENODE"
 
 
 def free_port() -> int:
@@ -51,6 +65,18 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
     raise TimeoutError(f"{url} did not answer within {timeout} s ({last})")
 
 
+def wait_for(fn: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
+    """Poll ``fn`` until it returns something truthy; TimeoutError naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
 def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
     """Stop one process we started (by its own pid; never by name)."""
     if proc is None or proc.poll() is not None:
@@ -63,166 +89,129 @@ def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
         proc.wait(timeout=5)
 
 
-def dicomweb_plugin() -> str | None:
-    for d in DICOMWEB_PLUGIN_DIRS:
-        p = Path(d) / "libOrthancDicomWeb.so"
-        if p.exists():
-            return str(p)
-    return None
+def get_json(url: str, timeout: float = 10.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
 
 
-@dataclass
-class Orthanc:
-    workdir: Path
-    http_port: int = 0
-    proc: subprocess.Popen | None = None
+# ------------------------------------------------------------------ weights
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
 
-    @property
-    def dicomweb(self) -> str:
-        return f"{self.url}/dicom-web"
+def resolve_weights(explicit: str | None) -> tuple[Path | None, str]:
+    """The weights folder the node should use: (folder or None, why / what is missing).
 
-    def start(self) -> "Orthanc":
-        plugin = dicomweb_plugin()
-        if not Path(ORTHANC).exists() or plugin is None:
-            raise RuntimeError("Orthanc with the DICOMweb plugin is not installed "
-                               "(apt-get install orthanc orthanc-dicomweb)")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.http_port = self.http_port or free_port()
-        cfg = {
-            "Name": "lgenode-ohif-e2e",
-            "StorageDirectory": str(self.workdir / "storage"),
-            "IndexDirectory": str(self.workdir / "storage"),
-            "HttpPort": self.http_port,
-            "HttpServerEnabled": True,
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "DicomServerEnabled": False,
-            "DicomPort": free_port(),
-            "HttpThreadsCount": 8,
-            "ConcurrentJobs": 1,
-            "SaveJobs": False,
+    Order: ``--weights``, env ``LGENODE_TEST_WEIGHTS`` (as the node's Orthanc e2e test), then
+    the node's default (``LGENODE_WEIGHTS_DIR`` or the shipped ``models/weights``). A folder
+    counts only if its ``model.json`` names a segmenter that exists as ONNX.
+    """
+    from models.segment import read_model_info, weights_dir_default
+
+    candidates = [(explicit, "--weights"), (os.environ.get("LGENODE_TEST_WEIGHTS"), "LGENODE_TEST_WEIGHTS"),
+                  (str(weights_dir_default()), "default weights")]
+    tried = []
+    for value, source in candidates:
+        if not value:
+            continue
+        d = Path(value)
+        try:
+            info = read_model_info(d)
+            if (d / info.segmenter).with_suffix(".onnx").is_file():
+                return d, f"{source}: {d} ({info.name} {info.version})"
+            tried.append(f"{d} ({source}): no {info.segmenter}.onnx")
+        except Exception as exc:  # noqa: BLE001 - reported as "not usable"
+            tried.append(f"{d} ({source}): {type(exc).__name__}")
+        if explicit and source == "--weights":
+            break
+    return None, "no usable model weights (" + "; ".join(tried) + "); set LGENODE_TEST_WEIGHTS"
+
+
+# ------------------------------------------------------------------ PACS
+
+
+def start_pacs(workdir: Path, node_port: int):  # type: ignore[no-untyped-def]
+    """Orthanc with DICOMweb, auto-routing MR and SEG series to the node at ``node_port``."""
+    from tests.support.orthanc import start_orthanc
+
+    lua = workdir / "route.lua"
+    workdir.mkdir(parents=True, exist_ok=True)
+    lua.write_text(ROUTE_LUA)
+    return start_orthanc(
+        workdir / "orthanc", modalities={"lgenode": [NODE_AE, "127.0.0.1", node_port]}, lua_scripts=[str(lua)],
+        extra_config={
             "StableAge": 1,
-            "Plugins": [plugin],
-            "DicomWeb": {
-                "Enable": True,
-                "Root": "/dicom-web/",
-                "EnableWado": True,
-                "WadoRoot": "/wado",
-                "Ssl": False,
-                "StudiesMetadata": "Full",
-                "SeriesMetadata": "Full",
-            },
-        }
-        cfg_path = self.workdir / "orthanc.json"
-        cfg_path.write_text(json.dumps(cfg, indent=1))
-        logf = open(self.workdir / "orthanc.log", "w")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen([ORTHANC, str(cfg_path)], stdout=logf, stderr=subprocess.STDOUT,
-                                     cwd=self.workdir)
-        wait_http(f"{self.url}/system", timeout=30, proc=self.proc)
-        log.info("Orthanc on %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        stop(self.proc)
+            # Full metadata: OHIF reads the whole instance metadata at series level.
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "WadoRoot": "/wado",
+                         "Host": "127.0.0.1", "Ssl": False, "StudiesMetadata": "Full", "SeriesMetadata": "Full"},
+        })
 
 
-# ------------------------------------------------------------------ node API stub (API.md)
+# ------------------------------------------------------------------ node
+
+_RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class _ExtraFormatter(logging.Formatter):
+    """Text lines with the node's structured ``extra=`` fields appended (the node logs JSON)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extra = {k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS}
+        line = super().format(record)
+        return f"{line} {json.dumps(extra, default=str)}" if extra else line
+
 
 
 @dataclass
-class NodeApiStub:
-    """In-memory stand-in for the node's review endpoints (ohif-plugin/API.md)."""
+class Node:
+    """The real node service in this process (its API on ``api_url``)."""
 
-    jobs: list[dict] = field(default_factory=list)
-    reviews: dict[int, list[dict]] = field(default_factory=dict)
-    requests: list[dict] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
-    port: int = 0
+    service: Any
+    dicom_port: int
+    api_port: int
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
 
-    def add_job(self, study_uid: str, series_uid: str) -> dict:
-        job = {"id": len(self.jobs) + 1, "study_uid": study_uid, "series_uid": series_uid,
-               "revision": 1, "state": "done", "stage": None, "attempts": 1, "max_attempts": 3,
-               "reason": None, "created_at": _now(), "started_at": _now(), "finished_at": _now(),
-               "result": {}}
-        self.jobs.append(job)
-        return job
-
-    def _job_out(self, job: dict) -> dict:
-        hist = self.reviews.get(job["id"], [])
-        return {**job, "review": hist[0] if hist else None}
-
-    def start(self) -> "NodeApiStub":
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _send(self, status: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):  # noqa: N802
-                u = urlparse(self.path)
-                stub.requests.append({"method": "GET", "path": self.path})
-                if u.path == "/api/jobs":
-                    q = parse_qs(u.query)
-                    out = [stub._job_out(j) for j in reversed(stub.jobs)
-                           if ("study_uid" not in q or j["study_uid"] == q["study_uid"][0])
-                           and ("series_uid" not in q or j["series_uid"] == q["series_uid"][0])]
-                    return self._send(200, out)
-                parts = u.path.strip("/").split("/")
-                if len(parts) == 4 and parts[:2] == ["api", "jobs"] and parts[3] == "reviews":
-                    return self._send(200, stub.reviews.get(int(parts[2]), []))
-                return self._send(404, {"detail": "not found"})
-
-            def do_POST(self):  # noqa: N802
-                u = urlparse(self.path)
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                stub.requests.append({"method": "POST", "path": self.path, "body": body})
-                parts = u.path.strip("/").split("/")
-                if len(parts) == 4 and parts[:2] == ["api", "jobs"] and parts[3] == "review":
-                    job_id = int(parts[2])
-                    if not any(j["id"] == job_id for j in stub.jobs):
-                        return self._send(404, {"detail": f"no job {job_id}"})
-                    if body.get("decision") not in ("accepted", "rejected"):
-                        return self._send(422, {"detail": "decision must be accepted or rejected"})
-                    hist = stub.reviews.setdefault(job_id, [])
-                    review = {"id": sum(len(v) for v in stub.reviews.values()) + 1, "job_id": job_id,
-                              "decision": body["decision"], "comment": body.get("comment"),
-                              "reviewer": body.get("reviewer"),
-                              "seg_series_uid": body.get("seg_series_uid"),
-                              "seg_sop_instance_uid": body.get("seg_sop_instance_uid"),
-                              "created_at": _now()}
-                    hist.insert(0, review)
-                    return self._send(201, review)
-                return self._send(404, {"detail": "not found"})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port or 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
+    def api(self, path: str) -> Any:
+        return get_json(self.api_url + path)
 
     def stop(self) -> None:
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+        self.service.stop()
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def start_node(workdir: Path, dicom_port: int, pacs: Any, weights: Path, log_file: Path) -> Node:
+    """NodeService with its SCP on ``dicom_port`` (accepting the PACS), the API on, results by
+    STOW-RS to the PACS. Short idle/poll times keep the test quick."""
+    from node.config import NodeConfig
+    from node.service import NodeService
+
+    # The node's own log into a file kept as an artefact (not on the test's stderr).
+    node_logger = logging.getLogger("node")
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(_ExtraFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    node_logger.addHandler(handler)
+    node_logger.setLevel(logging.INFO)
+    node_logger.propagate = False
+
+    api_port = free_port()
+    cfg = NodeConfig.model_validate({
+        "dicom": {"ae_title": NODE_AE, "port": dicom_port,
+                  "allowed_peers": [{"ae_title": pacs.aet, "host": "127.0.0.1"}]},
+        "storage": {"root": str(workdir / "store"), "min_free_mb": 1},
+        "database": {"url": f"sqlite:///{workdir / 'node.db'}"},
+        "series": {"idle_seconds": 1.0, "sweep_interval_seconds": 0.3},
+        "jobs": {"poll_interval_seconds": 0.2, "retry_backoff_seconds": 1.0},
+        "delivery": {"retry_backoff_seconds": 1.0, "max_backoff_seconds": 2.0, "sweep_interval_seconds": 0.5},
+        "model": {"weights_dir": str(weights)},
+        "api": {"enabled": True, "host": "127.0.0.1", "port": api_port},
+        "destinations": [{"type": "stow", "name": "pacs", "url": pacs.dicomweb_url}],
+    })
+    service = NodeService(cfg)
+    service.start()
+    node = Node(service, dicom_port, api_port)
+    wait_http(node.api_url + "/api/jobs", timeout=20)
+    log.info("node: DICOM %s:%d, API %s", NODE_AE, dicom_port, node.api_url)
+    return node
 
 
 # ------------------------------------------------------------------ viewer server
@@ -243,7 +232,7 @@ class ViewerServer:
 
     def start(self) -> "ViewerServer":
         self.port = self.port or free_port()
-        logf = open(self.workdir / "serve.log", "w")  # noqa: SIM115
+        logf = open(self.workdir / "serve.log", "w")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
             [shutil.which("node") or "node", "scripts/serve.mjs", "--port", str(self.port),
              "--dicomweb", self.dicomweb, "--node", self.node],

@@ -1,18 +1,24 @@
-"""End-to-end test of the Cardiac LGE review plugin in a real browser.
+"""End-to-end test of the Cardiac LGE review plugin on the node's own output, in a real browser.
 
-1. Builds a study with the node's own encoders (``test/fixtures/make_fixtures.py``): a real-
-   geometry LGE series from MyoPS (``--kind myops``, when the shared data is present) or the
-   synthetic phantom, the AI SEG and the TID 1500 SR.
-2. Starts Orthanc with DICOMweb (loopback only) and stores the study by STOW-RS; starts a
-   stand-in of the node's review API (API.md) with one job for the LGE series; serves the
-   prebuilt OHIF 3.13.2 viewer + the plugin + a DICOMweb/node proxy on one origin.
-3. Drives headless Chromium (``browser.mjs``): opens the study in the mode, reads the panel,
-   brushes infarct pixels, saves, accepts with a comment. Screenshots go to the artefacts folder.
-4. Verifies with dicomweb-client + highdicom that a new BINARY SEG is in Orthanc with exactly
-   the edit, the provenance (algorithm kept, SEMIAUTOMATIC, reviewer, reference to the AI SEG),
-   no dciodvfy errors, and that the decision reached the node API.
+1. Starts a PACS (Orthanc + DICOMweb, auto-routing MR and SEG series to the node) and the real
+   LGE node in this process (DICOM SCP, workers, FastAPI review API; results by STOW-RS to the
+   PACS). Stores a real-geometry MyoPS LGE series in the PACS (``pipeline.datasets.dicomize``);
+   the PACS routes it to the node, which segments it and writes SEG + SR + PDF into the PACS.
+2. Serves the prebuilt OHIF 3.13.2 viewer + the plugin with the PACS's DICOMweb and the node
+   API proxied on one origin (``scripts/serve.mjs``).
+3. Headless Chromium (``browser.mjs``): opens the study in the mode, reads the panel, brushes
+   infarct pixels, saves (STOW-RS), accepts; waits for the node's re-measured SR, reloads,
+   reads the panel again, rejects.
+4. Checks: the panel showed the numbers of the node's SR (read back from the PACS with
+   highdicom); the saved SEG in the PACS is a BINARY SEG holding exactly the AI SEG + the edit,
+   with the provenance (algorithm kept, SEMIAUTOMATIC, reviewer, reference to the AI SEG),
+   dciodvfy-clean; the PACS routed it to the node, whose ``remeasure`` job wrote an SR that
+   references it and measures it (volumes = the edited SEG's own) into the PACS; after reload
+   the panel shows that version and those numbers; both decisions are in the node's review
+   history (``GET /api/jobs/{id}/reviews``).
 
-Exit status 0 when every check passes. Results: ``<artefacts>/e2e-result.json``.
+Exit status 0 when every check passes, 77 when something it needs is absent (MyoPS data,
+model weights, Orthanc, Chromium), 1 otherwise. Results and screenshots: ``<artefacts>/``.
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pydicom
 
 HERE = Path(__file__).resolve().parent
@@ -40,16 +46,23 @@ for p in (str(REPO), str(HERE), str(PLUGIN / "test" / "fixtures")):
 
 from dicomweb_client.api import DICOMwebClient  # noqa: E402
 
-from harness import NodeApiStub, Orthanc, ViewerServer  # noqa: E402
+from harness import ViewerServer, free_port, resolve_weights, start_node, start_pacs, wait_for  # noqa: E402
 from inspect_seg import dciodvfy_errors, inspect  # noqa: E402
-from make_fixtures import make  # noqa: E402
+
+if TYPE_CHECKING:
+    from node.encode.readback import SrValues
 
 log = logging.getLogger("e2e")
 
+SKIPPED = 77
+CASE = "Case3001"
+MATRIX = 192  # in-plane matrix of the LGE series (the browser part scales with it)
 REVIEWER = "Doe^Jane"
-COMMENT = "Extended the infarct into the septum (e2e)"
-SEGMENT_LABELS = {1: (1,), 2: (2, 3, 4), 3: (3, 4), 4: (4,)}
+COMMENT = "Extended the infarct into the wall (e2e)"
+REJECT_COMMENT = "On second look the extension is not convincing (e2e)"
 NESTING = [(4, 3), (3, 2)]  # inner, outer (node/encode/seg.py: the segments nest)
+SEG_CLASS, SR_CLASS, PDF_CLASS = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.34",
+                                  "1.2.840.10008.5.1.4.1.1.104.1")
 
 
 class Checks:
@@ -66,147 +79,321 @@ class Checks:
         return all(i["ok"] for i in self.items)
 
 
-def myops_available() -> bool:
+def missing_prerequisites(weights_arg: str | None) -> tuple[list[str], Path | None, str]:
+    """What the test cannot run without, and the weights folder to use."""
+    from tests.support.orthanc import orthanc_available
+
+    missing = []
     try:
         from pipeline.datasets.dicomize import resolve_case
 
-        resolve_case("Case3001")
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "not available"
-        return False
+        resolve_case(CASE)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
+        missing.append(f"MyoPS {CASE} ({type(exc).__name__}: {exc}; set LGENODE_DATA_DIR)")
+    if not orthanc_available():
+        missing.append("Orthanc with the DICOMweb plugin (apt-get install orthanc orthanc-dicomweb)")
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists():
+        missing.append(f"Chromium ({chromium})")
+    weights, why = resolve_weights(weights_arg)
+    if weights is None:
+        missing.append(why)
+    return missing, weights, why
 
 
-def expected_masks(labels: np.ndarray) -> np.ndarray:
-    """(n, rows, cols, 4) masks of the node's four nested segments."""
-    return np.stack([np.isin(labels, SEGMENT_LABELS[s]) for s in (1, 2, 3, 4)], axis=-1).astype(np.uint8)
+def panel_number(text: str | None) -> float | None:
+    """The first number in a panel cell ('12.3 mL' -> 12.3; '—' -> None)."""
+    import re
+
+    m = re.search(r"-?\d+(?:\.\d+)?", text or "")
+    return float(m.group()) if m else None
 
 
-def run(artifacts: Path, kind: str, keep: bool, browser_timeout: int) -> int:
+def check_panel(checks: Checks, panel: dict, values: SrValues, algorithm: tuple[str, str], tag: str) -> None:
+    """The panel shows the SR's numbers (as displayed: 1 decimal, MVO 2)."""
+    st = values.structures
+
+    def near(shown: float | None, expected: float | None, digits: int) -> bool:
+        return shown is not None and expected is not None and abs(shown - expected) <= 0.5 * 10 ** -digits + 1e-9
+
+    # rowsText: one table row per line, cells "label<TAB>value unit<TAB>extra"
+    lines = (panel.get("rowsText") or "").splitlines()
+    rows = {cells[0].strip(): cells for cells in (line.split("\t") for line in lines)}
+    mass = panel_number(rows.get("Myocardium", ["", "", ""])[-1])
+    inf_pct = panel_number(rows.get("Infarct", ["", "", ""])[-1])
+    pairs = [("LV cavity", panel_number(panel["lvCavity"]), st["lv_cavity"].get("volume_ml"), 1),
+             ("myocardium", panel_number(panel["myocardium"]), st["myocardium"].get("volume_ml"), 1),
+             ("myocardial mass", mass, st["myocardium"].get("mass_g"), 1),
+             ("infarct", panel_number(panel["infarct"]), st["infarct"].get("volume_ml"), 1),
+             ("infarct %", inf_pct, st["infarct"].get("percent"), 1),
+             ("MVO", panel_number(panel["mvo"]), st["mvo"].get("volume_ml"), 2)]
+    for name, shown, expected, digits in pairs:
+        checks.check(f"{tag}: panel {name} = SR", near(shown, expected, digits), {"shown": shown, "sr": expected})
+    n = values.n_transmural_segments
+    checks.check(f"{tag}: panel transmural segment count = SR",
+                 (panel["transmural"] or "").startswith(str(n) if n is not None else "—"),
+                 {"shown": panel["transmural"], "sr": n})
+    checks.check(f"{tag}: panel algorithm name/version = SR",
+                 f"{algorithm[0]} {algorithm[1]}" in (panel["algorithm"] or ""),
+                 {"shown": panel["algorithm"], "sr": algorithm})
+    bull = {b["segment"]: b["transmurality"] for b in panel["bullseye"]}
+    bad = {}
+    for number in range(1, 18):
+        exp = values.aha.get(number, {}).get("mean_transmurality_percent")
+        shown = bull.get(number)
+        ok = (shown in ("", None)) if exp is None else (shown not in ("", None) and abs(float(shown) - exp) < 1e-6)
+        if not ok:
+            bad[number] = {"shown": shown, "sr": exp}
+    checks.check(f"{tag}: bullseye transmurality = SR per AHA segment", not bad and len(bull) == 17, bad or len(bull))
+
+
+def sr_algorithm(sr: pydicom.Dataset) -> tuple[str, str]:
+    """Algorithm name/version of our SR (the first Algorithm Name/Version items of its tree)."""
+    found: dict[str, str] = {}
+
+    def walk(items):  # type: ignore[no-untyped-def]
+        for it in items:
+            code = it.ConceptNameCodeSequence[0].CodeValue if "ConceptNameCodeSequence" in it else None
+            if code in ("111001", "111003") and code not in found and "TextValue" in it:
+                found[code] = str(it.TextValue)
+            walk(it.get("ContentSequence", []))
+
+    walk(sr.get("ContentSequence", []))
+    return found.get("111001", ""), found.get("111003", "")
+
+
+def instances_in(client: DICOMwebClient, study_uid: str) -> dict[str, dict]:
+    """SOP Instance UID -> {class, series} of every instance of the study in the PACS."""
+    out = {}
+    for inst in client.search_for_instances(study_instance_uid=study_uid):
+        out[inst["00080018"]["Value"][0]] = {"class": inst["00080016"]["Value"][0],
+                                             "series": inst["0020000E"]["Value"][0]}
+    return out
+
+
+def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | None) -> int:
+    missing, weights, weights_why = missing_prerequisites(weights_arg)
+    if missing:
+        log.warning("SKIPPED: missing %s", "; ".join(missing))
+        return SKIPPED
+    from node.encode.readback import seg_volumes_ml, sr_values
+    from node.infer.remeasure import SR_DESCRIPTION
+    from pipeline.datasets.dicomize import dicomize_case
+
     artifacts.mkdir(parents=True, exist_ok=True)
     for old in artifacts.glob("*.png"):
         old.unlink()
     checks = Checks()
     work = Path(tempfile.mkdtemp(prefix="lge-ohif-e2e-"))
-    orthanc = stub = viewer = None
-    result: dict = {"kind": None, "checks": checks.items}
+    pacs = node = viewer = None
+    result: dict = {"case": CASE, "weights": weights_why, "timings_s": {}, "checks": checks.items}
+    timings = result["timings_s"]
     t0 = time.monotonic()
+
+    def lap(name: str, since: float) -> float:
+        timings[name] = round(time.monotonic() - since, 1)
+        return time.monotonic()
+
     try:
-        if kind == "auto":
-            kind = "myops" if myops_available() else "synthetic"
-        result["kind"] = kind
-        manifest = make(work / "fixtures", kind, size=160)
-        fx = work / "fixtures"
-        shape = tuple(manifest["shape"])
-        labels = np.fromfile(fx / "labels.u8", np.uint8).reshape(shape)
-        sources = manifest["lge_sop_instance_uids"]
+        # ---- PACS + node; the modality sends the LGE series to the PACS, which routes it on
+        t = time.monotonic()
+        node_port = free_port()
+        pacs = start_pacs(work / "pacs", node_port)
+        node = start_node(work / "node", node_port, pacs, weights, work / "node.log")
+        case = dicomize_case(CASE, work / "study", matrix=MATRIX, seed=7, with_cine=False)
+        lge = [pydicom.dcmread(f) for f in case.lge_files]
+        study_uid, lge_series_uid = str(lge[0].StudyInstanceUID), str(lge[0].SeriesInstanceUID)
+        sources = [str(ds.SOPInstanceUID) for ds in lge]
+        client = DICOMwebClient(pacs.dicomweb_url)
+        client.store_instances(lge)
+        t = lap("setup", t)
 
-        orthanc = Orthanc(work / "orthanc").start()
-        client = DICOMwebClient(orthanc.dicomweb)
-        files = sorted((fx / "lge").glob("*.dcm")) + [fx / "seg_ai.dcm", fx / "sr_ai.dcm"]
-        client.store_instances([pydicom.dcmread(f) for f in files])
-        stub = NodeApiStub().start()
-        job = stub.add_job(manifest["study_instance_uid"], manifest["lge_series_instance_uid"])
-        viewer = ViewerServer(PLUGIN, orthanc.dicomweb, stub.url, work).start()
-        result["setup_s"] = round(time.monotonic() - t0, 1)
+        def segment_job() -> dict | None:
+            jobs = node.api(f"/api/jobs?study_uid={study_uid}&series_uid={lge_series_uid}")
+            if jobs and jobs[0]["state"] == "failed":
+                raise RuntimeError(f"the node's job failed: {jobs[0]['reason']}")
+            return jobs[0] if jobs and jobs[0]["state"] == "done" else None
 
-        params = {"url": viewer.url, "study": manifest["study_instance_uid"], "artifacts": str(artifacts),
-                  "reviewer": REVIEWER, "comment": COMMENT, "timeoutMs": browser_timeout * 1000}
+        job = wait_for(segment_job, 180, "the node's segment job of the LGE series")
+        objects = {o["kind"]: o for o in job["result"]["objects"]}
+        wanted = {objects[k]["sop_instance_uid"] for k in ("seg", "sr", "pdf")}
+        in_pacs = wait_for(lambda: (found := instances_in(client, study_uid)) and wanted <= set(found) and found, 60,
+                           "the node's SEG, SR and PDF in the PACS")
+        t = lap("node_segment_and_deliver", t)
+        result["segment_job"] = {"id": job["id"], "kind": job["kind"], "timings_s": job["result"].get("timings_s")}
+        checks.check("node: one segment job for the LGE series, done", job["kind"] == "segment", job["kind"])
+        classes = {k: in_pacs[objects[k]["sop_instance_uid"]]["class"] for k in ("seg", "sr", "pdf")}
+        checks.check("node's SEG, SR and PDF are in the PACS", classes == {"seg": SEG_CLASS, "sr": SR_CLASS, "pdf": PDF_CLASS},
+                     classes)
+
+        ai_seg = client.retrieve_instance(study_uid, objects["seg"]["series_uid"], objects["seg"]["sop_instance_uid"])
+        ai_sr = client.retrieve_instance(study_uid, objects["sr"]["series_uid"], objects["sr"]["sop_instance_uid"])
+        ai_values = sr_values(ai_sr)
+        algorithm = sr_algorithm(ai_sr)
+        ai_info, ai_masks = inspect(ai_seg, sources)
+        result["node_output"] = {"seg_series_number": int(ai_seg.SeriesNumber),
+                                 "sr_series_number": int(ai_sr.SeriesNumber), "algorithm": algorithm,
+                                 "sr_values": ai_values.structures, "n_transmural_segments": ai_values.n_transmural_segments}
+        checks.check("node's SR references the node's SEG",
+                     {ref[0] for ref in ai_values.referenced_segments.values()} == {str(ai_seg.SOPInstanceUID)})
+        checks.check("node's SEG is AUTOMATIC on the LGE series",
+                     all(s["algorithm_type"] == "AUTOMATIC" for s in ai_info["segments"])
+                     and ai_info["referenced_series"] == [lge_series_uid])
+
+        # ---- viewer + browser
+        viewer = ViewerServer(PLUGIN, pacs.dicomweb_url, node.api_url, work).start()
+        params = {"url": viewer.url, "study": study_uid, "artifacts": str(artifacts), "reviewer": REVIEWER,
+                  "comment": COMMENT, "rejectComment": REJECT_COMMENT, "reviewedSrDescription": SR_DESCRIPTION,
+                  "timeoutMs": browser_timeout * 1000, "remeasureTimeoutMs": 90_000}
         (work / "params.json").write_text(json.dumps(params))
-        t_browser = time.monotonic()
         proc = subprocess.run([shutil.which("node") or "node", str(HERE / "browser.mjs"), str(work / "params.json")],
-                              cwd=PLUGIN, capture_output=True, text=True, timeout=browser_timeout + 60)
-        result["browser_s"] = round(time.monotonic() - t_browser, 1)
+                              cwd=PLUGIN, capture_output=True, text=True, timeout=browser_timeout + 120)
+        t = lap("browser", t)
         sys.stderr.write(proc.stderr)
         browser = json.loads((artifacts / "browser-result.json").read_text())
-        result["browser"] = {k: browser.get(k) for k in ("ok", "error", "steps", "panel", "lastSaved", "saveMessage",
-                                                           "statusAfterAccept", "nodeLine", "elapsed_s")}
+        result["browser"] = {k: browser.get(k) for k in ("ok", "error", "steps", "panel", "panelAfter", "target",
+                                                           "lastSaved", "saveMessage", "statusAfterAccept",
+                                                           "statusAfterReject", "nodeLine", "nodeLineAfterReject",
+                                                           "elapsed_s")}
+        panel = browser.get("panel")
+        if panel:  # checked even when a later step failed
+            check_panel(checks, panel, ai_values, algorithm, "opened")
+            checks.check("opened: panel shows the node's SEG and SR",
+                         panel["segSopInstanceUID"] == str(ai_seg.SOPInstanceUID)
+                         and panel["reportSopInstanceUID"] == str(ai_sr.SOPInstanceUID) and panel["reportMatchesSeg"],
+                         {k: panel[k] for k in ("segSopInstanceUID", "reportSopInstanceUID", "reportMatchesSeg")})
+            checks.check("opened: panel found the node's job", panel["jobId"] == job["id"], panel["node"])
         if not checks.check("browser flow completed", browser.get("ok"), browser.get("error")):
             return 1
 
-        # ---- the panel shows the node's numbers (1 decimal as displayed)
-        exp = manifest["expected"]
-        panel = browser["panel"]
-        for key, field in (("lv_cavity_ml", "lvCavity"), ("myocardium_ml", "myocardium"), ("infarct_ml", "infarct")):
-            checks.check(f"panel {field} = SR value", f"{exp[key]:.1f} mL" in panel[field], (panel[field], exp[key]))
-        checks.check("panel infarct % = SR value",
-                     f"{exp['infarct_percent_of_myocardium']:.1f} %" in panel["rowsText"], panel["rowsText"])
-        checks.check("panel mass = SR value", f"{exp['myocardial_mass_g']:.1f} g" in panel["rowsText"])
-        checks.check("panel MVO = SR value", f"{exp['mvo_ml']:.2f} mL" in panel["mvo"], panel["mvo"])
-        checks.check("panel transmural segment count", panel["transmural"].startswith(str(exp["n_transmural_segments"])),
-                     panel["transmural"])
-        checks.check("panel algorithm name/version",
-                     f"{manifest['algorithm']['name']} {manifest['algorithm']['version']}" in (panel["algorithm"] or ""))
-        bull = {b["segment"]: b["transmurality"] for b in panel["bullseye"]}
-        bull_ok = all(
-            (v["mean_transmurality"] is None and bull.get(int(k)) in ("", None))
-            or (v["mean_transmurality"] is not None and abs(float(bull[int(k)]) - v["mean_transmurality"]) < 1e-6)
-            for k, v in exp["aha"].items())
-        checks.check("bullseye transmurality = SR per AHA segment", bull_ok, bull)
-
-        # ---- the new SEG in Orthanc
+        # ---- the saved SEG in the PACS
         saved = browser["lastSaved"]
-        series = client.search_for_series(search_filters={"StudyInstanceUID": manifest["study_instance_uid"],
-                                                          "Modality": "SEG"})
-        seg_series = {pydicom.Dataset.from_json(s).SeriesInstanceUID for s in series}
-        checks.check("new SEG series stored by STOW-RS", saved["seriesInstanceUID"] in seg_series, sorted(seg_series))
-        ds = client.retrieve_instance(manifest["study_instance_uid"], saved["seriesInstanceUID"], saved["sopInstanceUID"])
-        stored = work / "seg_v2_from_orthanc.dcm"
+        ds = client.retrieve_instance(study_uid, saved["seriesInstanceUID"], saved["sopInstanceUID"])
+        stored = work / "seg_v2_from_pacs.dcm"
         ds.save_as(stored, enforce_file_format=True)
         info, masks = inspect(ds, sources)
-        ai_info, ai_masks = inspect(pydicom.dcmread(fx / "seg_ai.dcm"), sources)
         result["seg_v2"] = info
-        checks.check("SOP class BINARY SEG (1.2.840.10008.5.1.4.1.1.66.4)",
-                     info["sop_class_uid"] == "1.2.840.10008.5.1.4.1.1.66.4", info["sop_class_uid"])
+        checks.check("SOP class BINARY SEG (1.2.840.10008.5.1.4.1.1.66.4)", info["sop_class_uid"] == SEG_CLASS,
+                     info["sop_class_uid"])
         checks.check("SegmentationType BINARY", info["segmentation_type"] == "BINARY")
-        checks.check("series description ends in v2", info["series_description"].endswith(" v2"),
-                     info["series_description"])
-        checks.check("series number is a new number", info["series_number"] not in (manifest["seg"]["series_number"],),
+        checks.check("series description = the node's + ' v2'",
+                     info["series_description"] == f"{ai_seg.SeriesDescription} v2", info["series_description"])
+        checks.check("series number is new",
+                     info["series_number"] not in (int(ai_seg.SeriesNumber), int(ai_sr.SeriesNumber)),
                      info["series_number"])
-        checks.check("all segments SEMIAUTOMATIC", all(s["algorithm_type"] == "SEMIAUTOMATIC" for s in info["segments"]),
+        checks.check("all segments SEMIAUTOMATIC",
+                     all(s["algorithm_type"] == "SEMIAUTOMATIC" for s in info["segments"]),
                      [s["algorithm_type"] for s in info["segments"]])
-        checks.check("algorithm identification kept",
-                     all(s["identification_name"] == manifest["algorithm"]["name"]
-                         and s["identification_version"] == manifest["algorithm"]["version"] for s in info["segments"]))
+        checks.check("algorithm identification kept (= the node's)",
+                     all((s["identification_name"], s["identification_version"])
+                         == (a["identification_name"], a["identification_version"])
+                         for s, a in zip(info["segments"], ai_info["segments"]))
+                     and ai_info["segments"][0]["identification_name"] == algorithm[0])
         checks.check("segments, labels and codes kept",
-                     [(s["label"], s["property_type"]) for s in info["segments"]]
-                     == [(s["label"], s["property_type"]) for s in ai_info["segments"]])
+                     [(s["number"], s["label"], s["property_type"]) for s in info["segments"]]
+                     == [(s["number"], s["label"], s["property_type"]) for s in ai_info["segments"]])
         checks.check("reviewer is the content creator", info["content_creator"] == REVIEWER, info["content_creator"])
         src = {s["sop_instance"]: s["purpose"] for s in info["source_images"]}
-        checks.check("references the AI SEG it derives from (Source Image Sequence, DCM 121322)",
-                     src.get(manifest["seg"]["sop_instance_uid"]) == "121322", src)
-        checks.check("referenced series = LGE series",
-                     info["referenced_series"] == [manifest["lge_series_instance_uid"]], info["referenced_series"])
+        checks.check("references the node's SEG it derives from (Source Image Sequence, DCM 121322)",
+                     src.get(str(ai_seg.SOPInstanceUID)) == "121322", src)
+        checks.check("referenced series = LGE series", info["referenced_series"] == [lge_series_uid],
+                     info["referenced_series"])
         errors = dciodvfy_errors(stored)
         checks.check("dciodvfy: no Error lines", errors in ([], None), errors)
 
-        # ---- exactly the edit: AI masks + the brush stroke (closed under nesting)
+        # exactly the edit: the node's masks + the brush stroke (closed under nesting)
         expected = ai_masks.copy()
         k = sources.index(browser["edit"]["sop"])
         for seg_no, changes in browser["edit"]["changed"].items():
             plane = expected[k, ..., int(seg_no) - 1].reshape(-1)
             for idx, val in changes:
                 plane[idx] = val
-            expected[k, ..., int(seg_no) - 1] = plane.reshape(shape[1:])
+            expected[k, ..., int(seg_no) - 1] = plane.reshape(expected.shape[1:3])
         for inner, outer in NESTING:
             expected[..., outer - 1] |= expected[..., inner - 1]
-        n_added = int(len(browser["edit"]["segment3Added"]))
+        n_added = len(browser["edit"]["segment3Added"])
         diff = int((masks != expected).sum())
-        checks.check("stored SEG = AI SEG + brush edit", diff == 0, {"differing_voxels": diff})
+        checks.check("stored SEG = node's SEG + brush edit", diff == 0, {"differing_voxels": diff})
         gained = int(masks[..., 2].sum()) - int(ai_masks[..., 2].sum())
         checks.check("infarct gained the painted pixels", gained == n_added and n_added > 0,
                      {"gained": gained, "painted": n_added})
-        checks.check("AI SEG masks = node labels", int((ai_masks != expected_masks(labels)).sum()) == 0)
 
-        # ---- the decision reached the node
-        posts = [r for r in stub.requests if r["method"] == "POST"]
-        body = posts[-1]["body"] if posts else {}
-        checks.check("accept reached the node API", bool(posts) and posts[-1]["path"] == f"/api/jobs/{job['id']}/review",
-                     posts)
-        checks.check("decision/comment/reviewer/SEG sent",
-                     body.get("decision") == "accepted" and body.get("comment") == COMMENT
-                     and body.get("reviewer") == REVIEWER and body.get("seg_sop_instance_uid") == saved["sopInstanceUID"],
-                     body)
-        checks.check("panel shows ACCEPTED", browser.get("statusAfterAccept") == "ACCEPTED", browser.get("statusAfterAccept"))
+        # ---- the PACS routed the edit to the node; its remeasure job wrote an SR into the PACS
+        def remeasure_jobs() -> list[dict] | None:
+            jobs = node.api(f"/api/jobs?series_uid={saved['seriesInstanceUID']}")
+            return jobs if jobs and all(j["state"] in ("done", "failed") for j in jobs) else None
+
+        remeasure = wait_for(remeasure_jobs, 30, "the node's remeasure job of the saved SEG")
+        result["remeasure_job"] = remeasure[0] if remeasure else None
+        if checks.check("node: a done remeasure job for the saved SEG",
+                        len(remeasure) == 1 and remeasure[0]["kind"] == "remeasure" and remeasure[0]["state"] == "done",
+                        [(j["kind"], j["state"], j["reason"]) for j in remeasure]):
+            rjob = remeasure[0]["result"]
+            checks.check("remeasure job read the saved SEG and its reviewer",
+                         rjob["reviewed_seg"]["sop_instance_uid"] == saved["sopInstanceUID"]
+                         and rjob["reviewed_seg"]["content_creator"] == REVIEWER
+                         and rjob["source_series_uid"] == lge_series_uid, rjob.get("reviewed_seg"))
+            new_sr_ref = rjob["objects"][0]
+            pacs_now = instances_in(client, study_uid)
+            checks.check("re-measured SR is in the PACS",
+                         pacs_now.get(new_sr_ref["sop_instance_uid"], {}).get("class") == SR_CLASS, new_sr_ref)
+            new_sr = client.retrieve_instance(study_uid, new_sr_ref["series_uid"], new_sr_ref["sop_instance_uid"])
+            new_values = sr_values(new_sr)
+            checks.check("re-measured SR references the saved SEG (every structure)",
+                         {ref[0] for ref in new_values.referenced_segments.values()} == {saved["sopInstanceUID"]}
+                         and len(new_values.referenced_segments) == 4, new_values.referenced_segments)
+            checks.check("re-measured SR: series number = saved SEG's + 1, description",
+                         int(new_sr.SeriesNumber) == info["series_number"] + 1
+                         and str(new_sr.SeriesDescription) == SR_DESCRIPTION,
+                         (int(new_sr.SeriesNumber), str(new_sr.SeriesDescription)))
+            checks.check("browser saw the same re-measured SR series",
+                         browser.get("reviewedSrSeriesUID") == new_sr_ref["series_uid"])
+            vols = seg_volumes_ml(ds)
+            vol_ok = all(abs(new_values.structures[key]["volume_ml"] - ml) < 1e-6 for key, ml in vols.items())
+            checks.check("re-measured volumes = the saved SEG's own volumes", vol_ok,
+                         {key: (new_values.structures[key]["volume_ml"], ml) for key, ml in vols.items()})
+            voxel_ml = vols["infarct"] / max(int(masks[..., 2].sum()), 1)
+            delta = new_values.structures["infarct"]["volume_ml"] - ai_values.structures["infarct"]["volume_ml"]
+            checks.check("re-measured infarct = node's infarct + the painted voxels",
+                         abs(delta - n_added * voxel_ml) < 1e-6, {"delta_ml": delta, "painted_ml": n_added * voxel_ml})
+            result["remeasured"] = {"sr_values": new_values.structures, "sr_series_number": int(new_sr.SeriesNumber)}
+            # after reload the panel opens the saved version with these numbers
+            after = browser["panelAfter"]
+            check_panel(checks, after, new_values, algorithm, "reloaded")
+            checks.check("reloaded: panel shows the saved SEG and the re-measured SR",
+                         after["segSopInstanceUID"] == saved["sopInstanceUID"]
+                         and after["reportSopInstanceUID"] == new_sr_ref["sop_instance_uid"]
+                         and after["reportMatchesSeg"],
+                         {k: after[k] for k in ("segSopInstanceUID", "reportSopInstanceUID", "reportMatchesSeg")})
+            checks.check("reloaded: panel names the version and the reviewer",
+                         " v2" in (after["segInfo"] or "") and "edited by Doe, Jane" in (after["segInfo"] or ""),
+                         after["segInfo"])
+
+        # the node's own AI SEG, routed back by the PACS with every SEG series, makes no job
+        ai_seg_series = objects["seg"]["series_uid"]
+        ai_row = {s["series_uid"]: s for s in node.api("/api/series")}.get(ai_seg_series)
+        checks.check("node made no job for its own AI SEG routed back",
+                     node.api(f"/api/jobs?series_uid={ai_seg_series}") == []
+                     and (ai_row or {}).get("state") in ("result", "ignored"), ai_row)
+
+        # ---- both decisions reached the node (its review history, newest first)
+        reviews = node.api(f"/api/jobs/{job['id']}/reviews")
+        result["reviews"] = reviews
+        checks.check("node has two reviews of the job, newest first: rejected, accepted",
+                     [r["decision"] for r in reviews] == ["rejected", "accepted"], [r["decision"] for r in reviews])
+        if len(reviews) == 2:
+            rej, acc = reviews
+            checks.check("accept: reviewer, comment and the saved SEG recorded",
+                         (acc["reviewer"], acc["comment"], acc["seg_series_uid"], acc["seg_sop_instance_uid"])
+                         == (REVIEWER, COMMENT, saved["seriesInstanceUID"], saved["sopInstanceUID"]), acc)
+            checks.check("reject (after reload): reviewer, comment and the displayed (saved) SEG recorded",
+                         (rej["reviewer"], rej["comment"], rej["seg_sop_instance_uid"])
+                         == (REVIEWER, REJECT_COMMENT, saved["sopInstanceUID"]), rej)
+        latest = node.api(f"/api/jobs?study_uid={study_uid}&series_uid={lge_series_uid}")[0]["review"]
+        checks.check("GET /api/jobs shows the latest decision", (latest or {}).get("decision") == "rejected", latest)
+        checks.check("panel showed ACCEPTED, then REJECTED",
+                     (browser.get("statusAfterAccept"), browser.get("statusAfterReject")) == ("ACCEPTED", "REJECTED"),
+                     (browser.get("statusAfterAccept"), browser.get("statusAfterReject")))
         return 0 if checks.ok else 1
     except Exception as exc:  # noqa: BLE001 - reported as a failed check
         log.exception("e2e failed")
@@ -214,11 +401,11 @@ def run(artifacts: Path, kind: str, keep: bool, browser_timeout: int) -> int:
         return 1
     finally:
         result["ok"] = checks.ok
-        result["total_s"] = round(time.monotonic() - t0, 1)
-        for proc in (viewer, stub, orthanc):
+        timings["total"] = round(time.monotonic() - t0, 1)
+        for proc in (viewer, node, pacs):
             if proc is not None:
                 proc.stop()
-        for f in ("serve.log", "orthanc/orthanc.log"):
+        for f in ("serve.log", "node.log", "pacs/orthanc/orthanc.log"):
             if (work / f).exists():
                 shutil.copy(work / f, artifacts / Path(f).name)
         (artifacts / "e2e-result.json").write_text(json.dumps(result, indent=1, default=str))
@@ -226,22 +413,23 @@ def run(artifacts: Path, kind: str, keep: bool, browser_timeout: int) -> int:
             log.info("work folder kept: %s", work)
         else:
             shutil.rmtree(work, ignore_errors=True)
-        log.info("%s in %.1f s (%d checks) - %s", "PASSED" if checks.ok else "FAILED", result["total_s"],
-                 len(checks.items), artifacts / "e2e-result.json")
+        log.info("%s in %.1f s (%d checks; %s) - %s", "PASSED" if checks.ok else "FAILED", timings["total"],
+                 len(checks.items), timings, artifacts / "e2e-result.json")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--artifacts", type=Path, default=Path(os.environ.get("LGE_E2E_ARTIFACTS", REPO / "test-artifacts" / "ohif")))
-    p.add_argument("--kind", choices=["auto", "myops", "synthetic"], default="auto",
-                   help="study: MyoPS real geometry (default when the shared data exists) or the phantom")
+    p.add_argument("--artifacts", type=Path,
+                   default=Path(os.environ.get("LGE_E2E_ARTIFACTS", REPO / "test-artifacts" / "ohif")))
+    p.add_argument("--weights", help="model weights folder for the node (default: $LGENODE_TEST_WEIGHTS, "
+                                     "then the node's default weights)")
     p.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     p.add_argument("--browser-timeout", type=int, default=240, help="seconds for the browser part")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("highdicom").setLevel(logging.WARNING)
-    logging.getLogger("dicomweb_client").setLevel(logging.WARNING)
-    return run(args.artifacts, args.kind, args.keep, args.browser_timeout)
+    for noisy in ("highdicom", "dicomweb_client", "pynetdicom", "apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return run(args.artifacts, args.keep, args.browser_timeout, args.weights)
 
 
 if __name__ == "__main__":

@@ -85,8 +85,8 @@ def test_failed_load_records_reason(core) -> None:
 def test_enhanced_multiframe_series_through_scp_and_load(scp, core, tmp_path: Path) -> None:
     from pipeline.datasets.dicomize import dicomize_case
 
-    made = dicomize_case(str(myops_dir() / "Case3004_LGE.nii.gz"), tmp_path, seed=5, with_cine=False,
-                         enhanced=True, matrix=192)
+    dicomize_case(str(myops_dir() / "Case3004_LGE.nii.gz"), tmp_path, seed=5, with_cine=False,
+                  enhanced=True, matrix=192)
     files = sorted((tmp_path / "LGE_SAX").glob("*.dcm"))
     assert len(files) == 1  # one multi-frame instance
     r = subprocess.run([which_dcmtk("storescu"), "-aec", "LGENODE", "127.0.0.1", str(scp.port), *map(str, files)],
