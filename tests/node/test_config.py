@@ -95,3 +95,8 @@ def test_config_reference_documents_every_key() -> None:
             continue
         for key in field.annotation.model_fields:  # type: ignore[union-attr]
             assert f"`{section}.{key}`" in doc, f"{section}.{key} not documented in config/README.md"
+
+
+def test_docker_config_is_valid() -> None:
+    cfg = load_config(REPO / "docker" / "node.yaml", environ={})
+    assert cfg.dicom.bind_address == "0.0.0.0" and cfg.destinations[0].type == "stow"
