@@ -41,3 +41,4 @@ def to_dicom(
 from pipeline import commands as _lab_commands  # noqa: E402
 
 _lab_commands.register(app)
+__import__("pipeline.synth.commands", fromlist=["register"]).register(app)  # simulate, simulate-report, render
