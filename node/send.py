@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
-from pynetdicom import AE, build_context
+from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 
@@ -72,4 +72,4 @@ def echo(*, host: str, port: int, called_ae: str, calling_ae: str = "LGESEND") -
         assoc.release()
 
 
-__all__ = ["SendReport", "send_files", "echo", "build_context"]
+__all__ = ["SendReport", "send_files", "echo"]

@@ -118,7 +118,7 @@ class NodeService:
 
         from node.api.app import create_app
 
-        app = create_app(self.core.sessions, self.core.files.root, lambda: self.scp._server is not None)
+        app = create_app(self.core.sessions, self.core.files.root, lambda: self.scp.running)
         config = uvicorn.Config(app, host=self.cfg.api.host, port=self.cfg.api.port, log_level="warning",
                                 access_log=False)
         self._api_server = uvicorn.Server(config)

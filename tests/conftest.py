@@ -14,11 +14,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("LGENODE_DATA_DIR", REPO.parent / "shared" / "data"))
+    from pipeline.datasets.paths import data_root
+
+    return data_root()
 
 
 def myops_dir() -> Path:
-    return data_dir() / "myops2020"
+    from pipeline.datasets.paths import myops_dir as _myops_dir
+
+    return _myops_dir()
 
 
 needs_myops = pytest.mark.skipif(not (myops_dir() / "Case3001_LGE.nii.gz").exists(),

@@ -56,6 +56,15 @@ def object_uids(job_key: str, algorithm: AlgorithmInfo, *, uid_prefix: str | Non
             for kind in ("seg", "sr", "pdf")}
 
 
+def _source_stack_and_uids(source_datasets: Sequence[Dataset], volume: Volume, algorithm: AlgorithmInfo,
+                           job_key: str | None, uid_prefix: str | None):  # type: ignore[no-untyped-def]
+    """Match the sources to the volume and derive the job's object UIDs (key: the source series by default)."""
+    from node.encode.sources import match_sources
+
+    stack = match_sources(source_datasets, volume)
+    return stack, object_uids(job_key or stack.series_instance_uid, algorithm, uid_prefix=uid_prefix)
+
+
 def _stamp(ds: Dataset, when: datetime.datetime | None) -> None:
     """Make the object reproducible: fixed date-times (when ``when`` is given) and UIDs that
     highdicom would otherwise draw at random derived from the object's own SOP Instance UID."""
@@ -92,12 +101,9 @@ def encode_seg_sr(
 ) -> EncodedObjects:
     """SEG and SR (no PDF). ``job_key`` defaults to the source SeriesInstanceUID."""
     from node.encode.seg import build_segmentation
-    from node.encode.sources import match_sources
     from node.encode.sr import build_measurement_report
 
-    stack = match_sources(source_datasets, volume)
-    key = job_key or stack.series_instance_uid
-    uids = object_uids(key, algorithm, uid_prefix=uid_prefix)
+    stack, uids = _source_stack_and_uids(source_datasets, volume, algorithm, job_key, uid_prefix)
     seg = build_segmentation(source_datasets, labels, volume, algorithm, uids["seg"],
                              series_number=derived_series_number(stack.reference, "seg"))
     _stamp(seg, created)
@@ -123,12 +129,9 @@ def encode_report(
 ) -> Dataset:
     """The Encapsulated PDF report (``derived_from``: the SEG and SR, for its references)."""
     from node.encode.report import build_report
-    from node.encode.sources import match_sources
 
-    stack = match_sources(source_datasets, volume)
-    key = job_key or stack.series_instance_uid
-    uids = object_uids(key, algorithm, uid_prefix=uid_prefix)["pdf"]
-    pdf = build_report(stack.images, volume, labels, measurements, aha, algorithm, uids,
+    stack, uids = _source_stack_and_uids(source_datasets, volume, algorithm, job_key, uid_prefix)
+    pdf = build_report(stack.images, volume, labels, measurements, aha, algorithm, uids["pdf"],
                        series_number=derived_series_number(stack.reference, "pdf"),
                        derived_from=derived_from, content_datetime=created)
     _stamp(pdf, created)

@@ -15,8 +15,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pydicom import dcmread
-
 from node.deliver.stage import DeferredObject
 from node.encode import AlgorithmInfo, encode_report, encode_seg_sr
 from node.encode.store import store_result
@@ -37,11 +35,11 @@ class EncodeStage:
         import node.encode.sr  # noqa: F401
 
     def __call__(self, ctx: Any) -> None:
-        from node.infer.load import series_files
+        from node.infer.load import read_sources
 
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        sources = [dcmread(p) for p in series_files(ctx.sessions, ctx.store_root, ctx.job.series_uid)]
+        sources = read_sources(ctx.sessions, ctx.store_root, ctx.job.series_uid)
         timings["read_sources"] = time.perf_counter() - t
         name, version = ctx.model
         algorithm = AlgorithmInfo(name=name, version=version)

@@ -8,10 +8,9 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 
-from node.db.models import Instance, utcnow
 from node.deliver.outbox import OutgoingObject
 from node.receive.header import InstanceHeader
-from node.series.tracking import record_instance
+from node.store.ingest import index_instance
 
 
 def store_result(files: Any, sessions: Any, kind: str, ds: Dataset) -> OutgoingObject:
@@ -28,11 +27,5 @@ def store_result(files: Any, sessions: Any, kind: str, ds: Dataset) -> OutgoingO
     stored = files.write(relpath, buf.getvalue())
     if stored.created:
         with sessions.begin() as s:
-            if s.get(Instance, header.sop_instance_uid) is None:
-                s.add(Instance(sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
-                               study_uid=header.study_uid, series_uid=header.series_uid,
-                               transfer_syntax_uid=header.transfer_syntax_uid, path=relpath, size_bytes=stored.size,
-                               calling_ae=None, received_at=utcnow(), attrs=header.attrs))
-                s.flush()
-                record_instance(s, header, utcnow(), "store_only", produced=True)
+            index_instance(s, header, relpath, stored.size, late_policy="store_only", produced=True)
     return OutgoingObject(kind, header.sop_instance_uid, header.sop_class_uid, relpath)

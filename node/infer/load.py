@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydicom import dcmread
+from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,6 +22,11 @@ def series_files(sessions: sessionmaker[Session], store_root: Path, series_uid: 
             select(Instance.path, Instance.sop_class_uid).where(Instance.series_uid == series_uid)
         ).all()
     return [store_root / p for p, c in rows if c in IMAGE_SOP_CLASSES]
+
+
+def read_sources(sessions: sessionmaker[Session], store_root: Path, series_uid: str) -> list[Dataset]:
+    """The stored image datasets of a series, fully read (the encoders need their attributes)."""
+    return [dcmread(p) for p in series_files(sessions, store_root, series_uid)]
 
 
 def load_volume(files: list[Path]) -> Volume:

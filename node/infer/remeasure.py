@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from models.aha import compute_aha
 from models.measurements import compute_measurements
-from node.db.models import Instance, Series, SeriesState
-from node.infer.load import load_volume, series_files
-from node.infer.reviewed_seg import classify, labels_from_seg, read_seg
+from node.infer.load import load_volume, read_sources, series_files
+from node.infer.reviewed_seg import classify_stored, labels_from_seg
 
 SR_DESCRIPTION = "LGE AI measurements (reviewed SEG)"
 
@@ -19,13 +16,8 @@ def stage_load_reviewed(ctx: Any) -> None:
     from node.job.worker import PermanentError
 
     with ctx.sessions() as s:
-        path = s.scalar(select(Instance.path).where(Instance.series_uid == ctx.job.series_uid))
-        known = set(s.scalars(select(Series.series_uid).where(Series.state == SeriesState.SELECTED)))
-    if path is None:
-        raise PermanentError("the reviewed SEG is not in the store")
-    seg = read_seg(ctx.store_root / path)
-    verdict = classify(seg, known)
-    if not verdict.reviewed or verdict.source_series_uid is None:
+        verdict, seg = classify_stored(s, ctx.store_root, ctx.job.series_uid)
+    if seg is None or not verdict.reviewed or verdict.source_series_uid is None:
         raise PermanentError(verdict.reason)
     try:
         ctx.volume = load_volume(series_files(ctx.sessions, ctx.store_root, verdict.source_series_uid))
@@ -50,8 +42,6 @@ def stage_load_reviewed(ctx: Any) -> None:
 
 
 def stage_encode_reviewed_sr(ctx: Any) -> None:
-    from pydicom import dcmread
-
     from node.encode.algorithm import AlgorithmInfo
     from node.encode.sources import match_sources
     from node.encode.sr import build_measurement_report
@@ -66,7 +56,7 @@ def stage_encode_reviewed_sr(ctx: Any) -> None:
     else:
         name, version = str(seg_item.get("SegmentAlgorithmName", "manual")), "n/a"
     algorithm = AlgorithmInfo(name=name, version=version)
-    sources = [dcmread(p) for p in series_files(ctx.sessions, ctx.store_root, ctx.source_series_uid)]
+    sources = read_sources(ctx.sessions, ctx.store_root, ctx.source_series_uid)
     stack = match_sources(sources, ctx.volume)
     uids = derive_object_uids(str(seg.SOPInstanceUID), "sr", algorithm.uid_version)
     sr = build_measurement_report(stack.images, seg, ctx.measurements, ctx.aha, algorithm, uids,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom import dcmread
@@ -50,6 +51,26 @@ def classify(seg: Dataset, known_series: set[str]) -> SegVerdict:
 
 def read_seg(path: Path) -> Dataset:
     return dcmread(path)
+
+
+def classify_stored(session: Any, store_root: Path, seg_series_uid: str) -> tuple[SegVerdict, Dataset | None]:
+    """Read the (single) SEG instance of a stored series and classify it against the LGE series
+    this node has processed. Used when the series completes and again when its job runs."""
+    from sqlalchemy import select
+
+    from node.db.models import Instance, Series, SeriesState
+
+    paths = list(session.scalars(select(Instance.path).where(Instance.series_uid == seg_series_uid)))
+    if len(paths) != 1:
+        return SegVerdict(False, f"{len(paths)} SEG instances in one series: expected one"), None
+    try:
+        seg = read_seg(store_root / paths[0])
+    except Exception as exc:  # unreadable file: say so rather than crash the sweep or the job
+        return SegVerdict(False, f"SEG could not be read: {type(exc).__name__}"), None
+    refs = [str(r.SeriesInstanceUID) for r in seg.get("ReferencedSeriesSequence", [])]
+    known = set(session.scalars(select(Series.series_uid).where(Series.series_uid.in_(refs),
+                                                                 Series.state == SeriesState.SELECTED)))
+    return classify(seg, known), seg
 
 
 def labels_from_seg(seg: Dataset, volume: Volume) -> np.ndarray:

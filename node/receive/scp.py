@@ -58,6 +58,10 @@ class StorageSCP:
                                                   "port": self.port})
 
     @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
     def port(self) -> int:
         return int(self._server.server_address[1]) if self._server else self.cfg.port
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from node import metrics
 from node.config import NodeConfig
 from node.db.models import Instance, Job, JobKind, Series, SeriesState, utcnow
-from node.infer.reviewed_seg import SEG_SOP_CLASS, classify, read_seg
+from node.infer.reviewed_seg import SEG_SOP_CLASS, classify_stored
 from node.series.selection import Verdict, evaluate
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,12 @@ def _complete_one(sessions: sessionmaker[Session], cfg: NodeConfig, uid: str, re
                   last: datetime, now: datetime) -> bool:
     kind = JobKind.SEGMENT
     with sessions.begin() as session:
-        rows = session.execute(select(Instance.sop_class_uid, Instance.attrs, Instance.path)
-                               .where(Instance.series_uid == uid)).all()
-        if rows and all(c == SEG_SOP_CLASS for c, _, _ in rows):
-            verdict, kind = _evaluate_seg(session, cfg, rows), JobKind.REMEASURE
+        rows = session.execute(select(Instance.sop_class_uid, Instance.attrs).where(Instance.series_uid == uid)).all()
+        if rows and all(c == SEG_SOP_CLASS for c, _ in rows):
+            seg_verdict, _ = classify_stored(session, cfg.storage_root, uid)
+            verdict, kind = Verdict(seg_verdict.reviewed, seg_verdict.reason), JobKind.REMEASURE
         else:
-            verdict = evaluate(cfg.selection, [(c, a or {}) for c, a, _ in rows])
+            verdict = evaluate(cfg.selection, [(c, a or {}) for c, a in rows])
         state = SeriesState.SELECTED if verdict.selected else SeriesState.IGNORED
         # Conditional on nothing having arrived since we looked: a late instance wins.
         res = session.execute(
@@ -76,15 +76,3 @@ def _complete_one(sessions: sessionmaker[Session], cfg: NodeConfig, uid: str, re
     metrics.JOBS.labels("queued").inc()
     return True
 
-
-def _evaluate_seg(session: Session, cfg: NodeConfig, rows) -> Verdict:  # type: ignore[no-untyped-def]
-    """A received SEG series: a radiologist's edit of one of our results gets re-measured."""
-    if len(rows) != 1:
-        return Verdict(False, f"{len(rows)} SEG instances in one series: expected one")
-    known = set(session.scalars(select(Series.series_uid).where(Series.state == SeriesState.SELECTED)))
-    try:
-        seg = read_seg(cfg.storage_root / rows[0][2])
-    except Exception as exc:  # unreadable file: say so rather than crash the sweep
-        return Verdict(False, f"SEG could not be read: {type(exc).__name__}")
-    v = classify(seg, known)
-    return Verdict(v.reviewed, v.reason)

@@ -35,6 +35,22 @@ _BUMP_SERIES = (
 )
 
 
+def index_instance(session: Session, header: InstanceHeader, relpath: str, size: int, *, late_policy: str,
+                   calling_ae: str | None = None, produced: bool = False) -> bool:
+    """Index one stored file and do its series bookkeeping (ORM path, for the rare callers:
+    crash reconciliation and the node's own results). False if it was already indexed."""
+    if session.get(Instance, header.sop_instance_uid) is not None:
+        return False
+    now = utcnow()
+    session.add(Instance(sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
+                         study_uid=header.study_uid, series_uid=header.series_uid,
+                         transfer_syntax_uid=header.transfer_syntax_uid, path=relpath, size_bytes=size,
+                         calling_ae=calling_ae, received_at=now, attrs=header.attrs))
+    session.flush()
+    record_instance(session, header, now, late_policy, produced=produced)
+    return True
+
+
 @dataclass(frozen=True)
 class IngestResult:
     sop_instance_uid: str
@@ -80,8 +96,8 @@ class InstanceStore:
                         res = conn.execute(_BUMP_SERIES, {"uid": header.series_uid, "now": now})
                     if res.rowcount != 1:
                         # New series, or one that a late instance re-opens: the ORM path, rarely taken.
-                        # (The instance row is already committed; if this fails the sweeper still
-                        # sees the instance via reconcile_series.)
+                        # (The instance row is already committed; if this fails, `_undo` below
+                        # removes it and the file, and the peer gets 0xA700 and re-sends.)
                         with self.sessions.begin() as session:
                             record_instance(session, header, now, self.late_policy)
             except IntegrityError:
@@ -122,15 +138,7 @@ class InstanceStore:
                 log.warning("unindexable file left in store", extra={"path": relpath, "reason": exc.reason})
                 continue
             with self._lock, self.sessions.begin() as session:
-                if session.get(Instance, header.sop_instance_uid) is None:
-                    session.add(Instance(
-                        sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
-                        study_uid=header.study_uid, series_uid=header.series_uid,
-                        transfer_syntax_uid=header.transfer_syntax_uid, path=relpath,
-                        size_bytes=path.stat().st_size, calling_ae=None, received_at=utcnow(), attrs=header.attrs,
-                    ))
-                    record_instance(session, header, utcnow(), self.late_policy)
-                    added += 1
+                added += index_instance(session, header, relpath, path.stat().st_size, late_policy=self.late_policy)
         if added:
             log.info("re-indexed files found without an index row", extra={"count": added})
         return added

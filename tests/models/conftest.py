@@ -13,11 +13,10 @@ import pytest
 
 from models.volume import Volume
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
 def data_dir() -> Path:
-    return Path(os.environ.get("LGENODE_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+    from pipeline.datasets.paths import data_root
+
+    return data_root()
 
 
 @pytest.fixture(scope="session")

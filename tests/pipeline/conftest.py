@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
 def shared_root() -> Path:
-    return Path(os.environ.get("LGENODE_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+    from pipeline.datasets.paths import data_root
+
+    return data_root()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ any non-infarct voxel, in-plane) as MVO (4), so that all four SEG segments are e
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +19,7 @@ from pydicom.dataset import Dataset
 
 from models.volume import Volume
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def myops_dir() -> Path:
-    root = Path(os.environ.get("LGENODE_DATA_DIR", REPO / ".." / "shared" / "data"))
-    return (root / "myops2020") if (root / "myops2020").is_dir() else root
+from pipeline.datasets.paths import myops_dir  # noqa: E402  (the project's one rule for where data live)
 
 
 def have_case(case: str) -> bool:

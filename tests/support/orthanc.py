@@ -20,7 +20,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -55,10 +54,7 @@ needs_orthanc = pytest.mark.skipif(not orthanc_available(),
                                    reason="Orthanc with the DICOMweb plugin is not installed")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port  # noqa: E402  (re-exported for the deliver tests)
 
 
 @dataclass
