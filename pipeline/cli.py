@@ -42,3 +42,7 @@ from pipeline import commands as _lab_commands  # noqa: E402
 
 _lab_commands.register(app)
 __import__("pipeline.synth.commands", fromlist=["register"]).register(app)  # simulate, simulate-report, render
+__import__("pipeline.experiment.commands", fromlist=["register"]).register(app)  # experiment, experiment-report
+__import__("pipeline.synth.evaluate_synthesis_commands", fromlist=["register"]).register(app)  # evaluate-synthesis
+__import__("pipeline.synth.pix2pix_commands", fromlist=["register"]).register(app)  # pix2pix-train, pix2pix-generate
+__import__("pipeline.synth.cyclegan_commands", fromlist=["register"]).register(app)  # cyclegan-train, cyclegan-generate

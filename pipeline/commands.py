@@ -105,6 +105,8 @@ def train_cmd(
     limit_cases: int | None = typer.Option(None, "--limit-cases", help="Use only N training cases (and N/2 validation cases): smoke tests."),
     export: bool = typer.Option(True, "--export-onnx/--no-export-onnx", help="Export the trained networks to ONNX (serving runtime)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Threads preparing batches."),
+    synthetic: list[str] = typer.Option([], "--synthetic", help="Synthetic pairs.npz (or its folder) mixed into segmenter batches; repeat for several. '{fold}' in the path is replaced by the fold number."),
+    synthetic_fraction: float = typer.Option(0.25, "--synthetic-fraction", min=0.0, max=0.95, help="Share of each segmenter batch drawn from --synthetic (same steps and batch size as without)."),
     quiet: bool = typer.Option(False, "--quiet", help="One line per epoch instead of a progress bar."),
 ) -> None:
     """Train the LV localiser and the attention residual U-Net on EMIDEC (one fold, all folds, or all cases).
@@ -132,7 +134,8 @@ def train_cmd(
                       learning_rate=learning_rate, patience=patience,
                       localiser_epochs=localiser_epochs, class_weights=class_weights,
                       dice_weight=dice_weight, seed=seed, limit_cases=limit_cases,
-                      export_onnx=export, workers=workers, verbose=2 if quiet else 1)
+                      export_onnx=export, workers=workers, verbose=2 if quiet else 1,
+                      synthetic=list(synthetic), synthetic_fraction=synthetic_fraction)
     if ks is None:
         runs = [train(cfg)]
     elif len(ks) == 1 and fold.strip().lower() != "all":

@@ -33,6 +33,7 @@ from models import preprocess as pp
 from pipeline.augment import AugmentConfig, augment_intensity, elastic_displacements, \
     random_matrices, sample_coordinates, warp
 from pipeline.datasets.emidec import EmidecCase
+from pipeline.train.synthetic import SyntheticPool, n_synthetic
 
 
 @dataclass
@@ -83,7 +84,8 @@ class SegmenterBatches(keras.utils.PyDataset):
 
     def __init__(self, cases: list[PreparedCase], batch_size: int, steps_per_epoch: int,
                  cfg: AugmentConfig, seed: int = 0, slices_per_case: int = 4,
-                 p_lesion_slice: float = 0.5, **kwargs):
+                 p_lesion_slice: float = 0.5, synthetic: "SyntheticPool | None" = None,
+                 synthetic_fraction: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if not cases:
             raise ValueError("no training cases")
@@ -91,6 +93,8 @@ class SegmenterBatches(keras.utils.PyDataset):
         self.cfg, self.seed = cfg, int(seed)
         self.slices_per_case = max(1, int(slices_per_case))
         self.p_lesion_slice = float(p_lesion_slice)
+        self.synthetic = synthetic
+        self.n_synthetic = n_synthetic(self.batch_size, synthetic_fraction) if synthetic else 0
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -102,13 +106,21 @@ class SegmenterBatches(keras.utils.PyDataset):
     def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, self.epoch, int(idx)])
         xs, ys = [], []
-        while sum(len(x) for x in xs) < self.batch_size:
+        n_real = self.batch_size - self.n_synthetic
+        while sum(len(x) for x in xs) < n_real:
             case = self.cases[int(rng.integers(len(self.cases)))]
             x, y = roi_stack(case, rng, self.cfg)
-            k = min(self.slices_per_case, self.batch_size - sum(len(a) for a in xs), len(x))
+            k = min(self.slices_per_case, n_real - sum(len(a) for a in xs), len(x))
             pick = self._pick_slices(case, rng, k)
             xs.append(x[pick])
             ys.append(y[pick])
+        if self.synthetic is not None and self.n_synthetic:
+            # Own generator stream: the real part of the batch is identical with and without
+            # synthetic data, so arms of the experiment differ only by what is added.
+            x, y = self.synthetic.draw(np.random.default_rng([self.seed, self.epoch, int(idx), 7]),
+                                       self.n_synthetic, self.cfg)
+            xs.append(x)
+            ys.append(y)
         return np.concatenate(xs)[..., None].astype(np.float32), np.concatenate(ys)
 
     def _pick_slices(self, case: PreparedCase, rng: np.random.Generator, k: int) -> np.ndarray:

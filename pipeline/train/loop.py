@@ -71,6 +71,8 @@ class TrainConfig:
     workers: int = 1
     verbose: int = 1
     export_onnx: bool = True
+    synthetic: list[str] = field(default_factory=list)  # pairs.npz files mixed into batches
+    synthetic_fraction: float = 0.25  # of each segmenter batch, when ``synthetic`` is set
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -239,6 +241,7 @@ def train_segmenter(cfg: TrainConfig, train_cases, val_cases, out: Path) -> dict
     from pipeline.augment import AugmentConfig
     from pipeline.train.data import SegmenterBatches, segmenter_validation
     from pipeline.train.losses import WeightedCEDiceLoss, segmenter_metrics
+    from pipeline.train.synthetic import SyntheticPool
 
     keras.utils.set_random_seed(cfg.seed)
     weights = _class_weights(cfg.class_weights, train_cases)
@@ -248,16 +251,22 @@ def train_segmenter(cfg: TrainConfig, train_cases, val_cases, out: Path) -> dict
                   loss=WeightedCEDiceLoss(weights, dice_weight=cfg.dice_weight),
                   metrics=segmenter_metrics())
     aug = AugmentConfig()
+    pool = SyntheticPool.load(synthetic_paths(cfg)) if cfg.synthetic else None
     train_ds = SegmenterBatches(train_cases, cfg.batch_size, cfg.steps_per_epoch, aug,
                                 seed=cfg.seed, slices_per_case=cfg.slices_per_case,
-                                p_lesion_slice=cfg.p_lesion_slice, workers=cfg.workers)
+                                p_lesion_slice=cfg.p_lesion_slice, synthetic=pool,
+                                synthetic_fraction=cfg.synthetic_fraction, workers=cfg.workers)
+    synthetic_info = ({**pool.describe(), "fraction": cfg.synthetic_fraction,
+                       "per_batch": train_ds.n_synthetic} if pool is not None else None)
     val = segmenter_validation(val_cases) if val_cases else None
     fold = "all cases" if cfg.fold is None else f"fold {cfg.fold}"
     info = _fit(model, train_ds, val, cfg, cfg.epochs, out, "segmenter", "val_dice", "max",
                 f"segmenter, {fold}", {"task": "segmenter", "class_weights": weights,
                                        "augment": aug.to_dict(),
+                                       "synthetic": synthetic_info,
                                        "params": int(model.count_params())})
-    return {**info, "class_weights": weights, "params": int(model.count_params())}
+    return {**info, "class_weights": weights, "params": int(model.count_params()),
+            "synthetic": synthetic_info}
 
 
 def train_localiser(cfg: TrainConfig, train_cases, val_cases, out: Path) -> dict[str, object]:
@@ -284,6 +293,13 @@ def train_localiser(cfg: TrainConfig, train_cases, val_cases, out: Path) -> dict
                                           "augment": LOCALISER_AUGMENT.to_dict(),
                                           "params": int(model.count_params())})
     return {**info, "params": int(model.count_params())}
+
+
+def synthetic_paths(cfg: TrainConfig) -> list[str]:
+    """``--synthetic`` paths with ``{fold}`` filled in: a per-fold synthetic set must not have
+    seen the fold's validation cases (simulator ``--exclude-fold K``, generators likewise)."""
+    tag = "full" if cfg.fold is None else str(cfg.fold)
+    return [str(p).replace("{fold}", tag) for p in cfg.synthetic]
 
 
 def write_model_json(out: Path, cfg: TrainConfig) -> Path:

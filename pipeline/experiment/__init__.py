@@ -1,0 +1,1 @@
+"""Issue 6's experiment: arms with and without synthetic data, paired bootstrap over cases."""

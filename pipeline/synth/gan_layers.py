@@ -1,0 +1,136 @@
+"""Image-to-image GAN building blocks shared by pix2pix and CycleGAN (Keras 3, keras layers only).
+
+* ``build_unet_generator``: the pix2pix U-Net (Isola et al. 2017). Encoder: ``depth`` 4x4 stride-2
+  convolutions, LeakyReLU 0.2, normalisation on every level except the first and the innermost
+  (as in the reference code: the innermost feature map is tiny). Decoder: 4x4 stride-2 transposed
+  convolutions, normalisation, optional dropout on the innermost ``dropout_levels`` levels (pix2pix
+  uses 0.5 on three levels; it is off by default so that CycleGAN gets a plain U-Net), ReLU, then
+  concatenation with the mirrored encoder feature. The last transposed convolution maps to
+  ``out_channels`` with tanh, so images live in [-1, 1] inside the nets (``to_gan_range``).
+* ``build_patch_discriminator``: the PatchGAN. ``n_layers`` 4x4 stride-2 convolutions (no norm on
+  the first), one 4x4 stride-1 convolution, then a 1-channel 4x4 convolution: a map of logits
+  (no sigmoid; the losses use ``from_logits``), 16x16 for a 128x128 input with ``n_layers`` 3.
+  "same" padding instead of the reference's explicit padding + valid convolutions, so the map size
+  is simply ``size / 2**n_layers``; each logit still sees a 70x70 receptive field.
+
+``norm`` is ``"batch"`` (BatchNormalization, momentum 0.9 so that the moving statistics follow
+a short GAN run) or ``"instance"`` (GroupNormalization with one group per channel, a stock layer,
+so the ``.keras`` files load without custom objects). All kernels start from N(0, 0.02).
+
+None of these convolutions is 1x1 with stride 2 (TF 2.21's oneDNN crash, see
+``pipeline.commands._tf_defaults``).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers
+
+NORMS = ("batch", "instance")
+
+
+def _init() -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+
+
+def _norm(x, norm: str, name: str):
+    if norm == "batch":
+        return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    if norm == "instance":
+        return layers.GroupNormalization(groups=int(x.shape[-1]), epsilon=1e-5, name=f"{name}_in")(x)
+    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
+def _check_norm(norm: str) -> None:
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
+def build_unet_generator(
+    in_channels: int,
+    out_channels: int = 1,
+    base_filters: int = 32,
+    depth: int = 5,
+    norm: str = "batch",
+    name: str = "generator",
+    *,
+    size: int = 128,
+    dropout: float = 0.0,
+    dropout_levels: int = 3,
+    max_filters_factor: int = 8,
+) -> keras.Model:
+    """U-Net generator (size, size, in_channels) -> (size, size, out_channels), tanh output.
+
+    Filters per level: ``base_filters * min(2**level, max_filters_factor)``. ``size`` must be
+    divisible by ``2**depth``. ``dropout`` (rate) applies to the ``dropout_levels`` innermost
+    decoder levels; pix2pix passes 0.5.
+    """
+    _check_norm(norm)
+    if depth < 1 or size % (2**depth):
+        raise ValueError(f"size {size} must be divisible by 2**depth = {2**depth} (depth >= 1)")
+    inputs = keras.Input(shape=(size, size, in_channels), name="condition")
+    x = inputs
+    skips = []
+    for level in range(depth):
+        f = base_filters * min(2**level, max_filters_factor)
+        if level > 0:
+            x = layers.LeakyReLU(0.2, name=f"{name}_enc{level}_act")(x)
+        x = layers.Conv2D(f, 4, strides=2, padding="same", use_bias=False,
+                          kernel_initializer=_init(), name=f"{name}_enc{level}_conv")(x)
+        if 0 < level < depth - 1:
+            x = _norm(x, norm, f"{name}_enc{level}")
+        skips.append(x)
+    # Decoder: level depth-1 (innermost) up to 1; each output is concatenated with skip[level-1].
+    for level in reversed(range(1, depth)):
+        f = base_filters * min(2 ** (level - 1), max_filters_factor)
+        x = layers.ReLU(name=f"{name}_dec{level}_act")(x)
+        x = layers.Conv2DTranspose(f, 4, strides=2, padding="same", use_bias=False,
+                                   kernel_initializer=_init(), name=f"{name}_dec{level}_conv")(x)
+        x = _norm(x, norm, f"{name}_dec{level}")
+        if dropout > 0 and level >= depth - dropout_levels:
+            x = layers.Dropout(dropout, name=f"{name}_dec{level}_drop")(x)
+        x = layers.Concatenate(name=f"{name}_dec{level}_cat")([x, skips[level - 1]])
+    x = layers.ReLU(name=f"{name}_out_act")(x)
+    x = layers.Conv2DTranspose(out_channels, 4, strides=2, padding="same",
+                               kernel_initializer=_init(), name=f"{name}_out_conv")(x)
+    out = layers.Activation("tanh", dtype="float32", name=f"{name}_tanh")(x)
+    return keras.Model(inputs, out, name=name)
+
+
+def build_patch_discriminator(
+    in_channels: int,
+    base_filters: int = 32,
+    n_layers: int = 3,
+    norm: str = "batch",
+    name: str = "discriminator",
+    *,
+    size: int = 128,
+) -> keras.Model:
+    """PatchGAN (size, size, in_channels) -> (size / 2**n_layers, size / 2**n_layers, 1) logits."""
+    _check_norm(norm)
+    if n_layers < 1 or size % (2**n_layers):
+        raise ValueError(f"size {size} must be divisible by 2**n_layers = {2**n_layers}")
+    inputs = keras.Input(shape=(size, size, in_channels), name="pair")
+    x = inputs
+    for i in range(n_layers + 1):
+        f = base_filters * min(2**i, 8)
+        stride = 2 if i < n_layers else 1
+        x = layers.Conv2D(f, 4, strides=stride, padding="same", use_bias=i == 0,
+                          kernel_initializer=_init(), name=f"{name}_c{i}_conv")(x)
+        if i > 0:
+            x = _norm(x, norm, f"{name}_c{i}")
+        x = layers.LeakyReLU(0.2, name=f"{name}_c{i}_act")(x)
+    logits = layers.Conv2D(1, 4, padding="same", kernel_initializer=_init(), name=f"{name}_logits")(x)
+    logits = layers.Activation("linear", dtype="float32", name=f"{name}_out")(logits)
+    return keras.Model(inputs, logits, name=name)
+
+
+def to_gan_range(x: np.ndarray) -> np.ndarray:
+    """Normalised image (about [0, 1], ``pp.normalize_intensity``) -> [-1, 1]: 2*clip(x, 0, 1) - 1."""
+    return (2.0 * np.clip(x, 0.0, 1.0) - 1.0).astype(np.float32)
+
+
+def from_gan_range(y: np.ndarray) -> np.ndarray:
+    """Generator output in [-1, 1] -> [0, 1] (float32)."""
+    return ((np.asarray(y, dtype=np.float32) + 1.0) * 0.5).clip(0.0, 1.0).astype(np.float32)
