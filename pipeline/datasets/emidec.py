@@ -98,6 +98,31 @@ def load_cases(case_ids: list[str] | None = None,
     return [load_case(c, root, files[c]) for c in ids]
 
 
+def load_roi_slices(case_ids: list[str], root: str | os.PathLike[str] | None = None,
+                    progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """128x128 ROI slices of the cases with the segmenter's preprocessing (ground-truth LV
+    centre, normalised over each case's ROI stack): (images (N,128,128) float32, masks (N,128,128)
+    uint8, case id per slice). Used where slices, not cases, are the unit (GANs, metrics)."""
+    from tqdm import tqdm
+
+    from models import preprocess as pp
+
+    files = slice_files(root)
+    missing = [c for c in case_ids if c not in files]
+    if missing:
+        raise KeyError(f"cases not found in {emidec_dir(root)}: {missing[:5]}")
+    xs, ys, owner = [], [], []
+    for cid in tqdm(case_ids, desc="loading cases", unit="case", disable=not progress, leave=False):
+        case = load_case(cid, root, files[cid])
+        x, y, _ = pp.preprocess_training_stack(case.images, case.masks)
+        xs.append(x[..., 0])
+        ys.append(y)
+        owner += [cid] * len(y)
+    if not xs:
+        raise ValueError("no cases to load")
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.uint8), owner
+
+
 def _read_png(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         a = np.asarray(im.convert("L") if im.mode not in ("L", "I;16", "I") else im)

@@ -10,8 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.evaluate.metrics import STRUCTURES
-from pipeline.experiment.bootstrap import CLASSES, pooled_class_deltas, pooled_dice, \
-    per_case_deltas
+from pipeline.experiment.bootstrap import (
+    CLASSES,
+    per_case_deltas,
+    pooled_class_deltas,
+    pooled_dice,
+)
 
 
 def load_records(out: Path, arm: str, folds: list[int]) -> list[dict[str, object]]:

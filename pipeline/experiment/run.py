@@ -31,7 +31,7 @@ class Arm:
     synthetic: tuple[str, ...] = ()  # pairs.npz paths, '{fold}' filled per fold
 
     @classmethod
-    def parse(cls, spec: str) -> "Arm":
+    def parse(cls, spec: str) -> Arm:
         """'real' or 'NAME=PATH[+PATH...]'."""
         name, _, paths = spec.partition("=")
         name = name.strip()
@@ -142,8 +142,13 @@ def run_arm_fold(cfg: ExperimentConfig, arm: Arm, fold: int) -> Path:
     """Train (unless done) and evaluate (unless done) one arm on one fold; returns the eval dir."""
     from pipeline.datasets import folds as F
     from pipeline.evaluate.run import evaluate
-    from pipeline.train.loop import LOCALISER_FILE, SEGMENTER_FILE, export_onnx, train, \
-        write_model_json
+    from pipeline.train.loop import (
+        LOCALISER_FILE,
+        SEGMENTER_FILE,
+        export_onnx,
+        train,
+        write_model_json,
+    )
 
     run = Path(cfg.out) / arm.name / f"fold{fold}"
     ev = Path(cfg.out) / arm.name / "eval" / f"fold{fold}"

@@ -133,22 +133,9 @@ def reference_cases(fold: int | None, cases: Sequence[str] | None, folds_file: P
 def load_real_reference(case_ids: Sequence[str], data_dir: str | Path | None = None,
                         description: str = "", progress: bool = True) -> RealReference:
     """128² ROI slices of the cases: ground-truth LV centre, normalised over each case's ROI stack."""
-    from tqdm import tqdm
-
     from pipeline.datasets import emidec
 
-    files = emidec.slice_files(data_dir)
-    missing = [c for c in case_ids if c not in files]
-    if missing:
-        raise KeyError(f"cases not in {emidec.emidec_dir(data_dir)}: {missing[:5]}")
-    xs, ys, owner = [], [], []
-    for cid in tqdm(case_ids, desc="real reference", unit="case", disable=not progress, leave=False):
-        case = emidec.load_case(cid, data_dir, files[cid])
-        x, y, _ = pp.preprocess_training_stack(case.images, case.masks)
-        xs.append(x[..., 0])
-        ys.append(y)
-        owner += [cid] * len(y)
-    images, masks = np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.uint8)
+    images, masks, owner = emidec.load_roi_slices(list(case_ids), data_dir, progress)
     return RealReference(images, masks, owner, list(case_ids), description, len(images))
 
 

@@ -150,22 +150,10 @@ class SlicePairs:
 
 def load_pairs(case_ids: list[str], data_dir: str | None, progress: bool = True) -> SlicePairs:
     """EMIDEC cases -> ROI slice pairs with the segmenter's preprocessing (ground-truth centre)."""
-    from tqdm import tqdm
-
-    from models import preprocess as pp
     from pipeline.datasets import emidec
 
-    files = emidec.slice_files(data_dir)
-    xs, ys, ids = [], [], []
-    for cid in tqdm(case_ids, desc="loading cases", unit="case", disable=not progress, leave=False):
-        case = emidec.load_case(cid, data_dir, files[cid])
-        x, y, _ = pp.preprocess_training_stack(case.images, case.masks)
-        xs.append(x[..., 0])
-        ys.append(y)
-        ids += [cid] * len(y)
-    if not xs:
-        raise ValueError("no cases to load")
-    return SlicePairs(np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.uint8), ids)
+    images, masks, ids = emidec.load_roi_slices(case_ids, data_dir, progress)
+    return SlicePairs(images, masks, ids)
 
 
 def dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:

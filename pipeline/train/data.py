@@ -30,8 +30,14 @@ import keras
 import numpy as np
 
 from models import preprocess as pp
-from pipeline.augment import AugmentConfig, augment_intensity, elastic_displacements, \
-    random_matrices, sample_coordinates, warp
+from pipeline.augment import (
+    AugmentConfig,
+    augment_intensity,
+    elastic_displacements,
+    random_matrices,
+    sample_coordinates,
+    warp,
+)
 from pipeline.datasets.emidec import EmidecCase
 from pipeline.train.synthetic import SyntheticPool, n_synthetic
 
@@ -84,7 +90,7 @@ class SegmenterBatches(keras.utils.PyDataset):
 
     def __init__(self, cases: list[PreparedCase], batch_size: int, steps_per_epoch: int,
                  cfg: AugmentConfig, seed: int = 0, slices_per_case: int = 4,
-                 p_lesion_slice: float = 0.5, synthetic: "SyntheticPool | None" = None,
+                 p_lesion_slice: float = 0.5, synthetic: SyntheticPool | None = None,
                  synthetic_fraction: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if not cases:

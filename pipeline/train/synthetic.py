@@ -22,8 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from models import preprocess as pp
-from pipeline.augment import AugmentConfig, augment_intensity, elastic_displacements, \
-    random_matrices, sample_coordinates, warp
+from pipeline.augment import (
+    AugmentConfig,
+    augment_intensity,
+    elastic_displacements,
+    random_matrices,
+    sample_coordinates,
+    warp,
+)
 
 
 class SyntheticDataError(ValueError):
@@ -38,7 +44,7 @@ class SyntheticPool:
     counts: list[int]  # pairs per file
 
     @classmethod
-    def load(cls, paths: list[str | Path], size: int = pp.ROI_SIZE) -> "SyntheticPool":
+    def load(cls, paths: list[str | Path], size: int = pp.ROI_SIZE) -> SyntheticPool:
         """Read and check one or more ``pairs.npz`` files (a folder means its pairs.npz)."""
         if not paths:
             raise SyntheticDataError("no synthetic sets given")
@@ -64,7 +70,7 @@ class SyntheticPool:
             imgs.append(x.astype(np.float32))
             msks.append(y.astype(np.uint8))
             srcs.append(str(path))
-            counts.append(int(len(x)))
+            counts.append(len(x))
         return cls(np.concatenate(imgs), np.concatenate(msks), srcs, counts)
 
     def __len__(self) -> int:
