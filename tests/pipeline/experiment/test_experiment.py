@@ -68,6 +68,12 @@ def test_experiment_writes_comparison(experiment):
             assert d["ci_lo"] <= d["delta"] + 1e-9 and d["delta"] <= d["ci_hi"] + 1e-9
     md = (out / "results.md").read_text()
     assert "| toy |" in md and "95 % paired bootstrap" in md
+    assert "only the cases whose ground truth has the structure" in md
+    recs = json.loads((out / "real" / "eval" / "fold0" / "metrics.json").read_text())["cases"]
+    with_myo = [r["dice"]["myocardium"] for r in recs if r["present"]["myocardium"]]
+    got = doc["arms"]["real"]["per_case_dice_mean_present"]["myocardium"]
+    assert got == pytest.approx(sum(with_myo) / len(with_myo))
+    assert set(toy["delta_per_case_present"]) == {"myocardium", "infarct", "no_reflow"}
     assert (out / "deltas.png").stat().st_size > 1000
     # Same localiser for both arms; the toy arm really trained with its synthetic set.
     for arm in ("real", "toy"):
