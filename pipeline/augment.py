@@ -194,6 +194,18 @@ def augment_intensity(images: np.ndarray, rng: np.random.Generator,
     return x.astype(np.float32)
 
 
+def random_warp(images: np.ndarray, masks: np.ndarray | None, centres: np.ndarray,
+                out_shape: tuple[int, int], rng: np.random.Generator, cfg: AugmentConfig,
+                cval: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """One independent random spatial transform per slice (rotation, flip, scale, anisotropy,
+    centre jitter, elastic), image and mask resampled together around ``centres``."""
+    n = images.shape[0]
+    mats = random_matrices(rng, n, cfg)
+    shifts = rng.uniform(-cfg.max_shift_px, cfg.max_shift_px, (n, 2)) if cfg.max_shift_px else None
+    disp = elastic_displacements(rng, n, out_shape, cfg)
+    return warp(images, masks, sample_coordinates(centres, out_shape, mats, shifts, disp), cval)
+
+
 class Augmenter:
     """Seeded batch augmenter: ``aug(images, masks, centres, out_shape) -> (x, y)``."""
 
@@ -205,11 +217,5 @@ class Augmenter:
 
     def __call__(self, images: np.ndarray, masks: np.ndarray | None, centres: np.ndarray,
                  out_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
-        n = images.shape[0]
-        cfg, rng = self.cfg, self.rng
-        mats = random_matrices(rng, n, cfg)
-        shifts = rng.uniform(-cfg.max_shift_px, cfg.max_shift_px, (n, 2)) if cfg.max_shift_px else None
-        disp = elastic_displacements(rng, n, out_shape, cfg)
-        coords = sample_coordinates(centres, out_shape, mats, shifts, disp)
-        x, y = warp(images, masks, coords, self.cval)
-        return augment_intensity(x, rng, cfg), y
+        x, y = random_warp(images, masks, centres, out_shape, self.rng, self.cfg, self.cval)
+        return augment_intensity(x, self.rng, self.cfg), y

@@ -100,10 +100,7 @@ def generate_cmd(
 
     try:
         info = cg.generate(generator_dir, out, data_dir=data_dir, held_out=held_out, include_unlabelled=unlabelled)
-    except FileNotFoundError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    except ValueError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     msg = f"wrote {info['n']} pairs ({info['split']} cases) to {out / 'pairs.npz'}"

@@ -22,14 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from models import preprocess as pp
-from pipeline.augment import (
-    AugmentConfig,
-    augment_intensity,
-    elastic_displacements,
-    random_matrices,
-    sample_coordinates,
-    warp,
-)
+from pipeline.augment import AugmentConfig, augment_intensity, random_warp
 
 
 class SyntheticDataError(ValueError):
@@ -85,11 +78,7 @@ class SyntheticPool:
         idx = rng.integers(len(self), size=k)
         h, w = self.images.shape[1:]
         centre = np.repeat(np.array([[h // 2, w // 2]], float), k, 0)
-        mat = random_matrices(rng, k, cfg)
-        shift = rng.uniform(-cfg.max_shift_px, cfg.max_shift_px, (k, 2))
-        disp = elastic_displacements(rng, k, (h, w), cfg)
-        x, y = warp(self.images[idx], self.masks[idx], sample_coordinates(centre, (h, w), mat,
-                                                                          shift, disp))
+        x, y = random_warp(self.images[idx], self.masks[idx], centre, (h, w), rng, cfg)
         # Per-slice re-normalisation: a zoom-out pads with zeros, which moves the percentiles.
         x = np.stack([pp.normalize_intensity(s) for s in x])
         return augment_intensity(x, rng, cfg), y

@@ -29,16 +29,10 @@ from typing import Any
 
 log = logging.getLogger("e2e.harness")
 
-# Route image series (to be segmented) and SEG series (reviewed edits) to the node. Our AI SEG
-# comes back too: the node stores it and ignores it (AUTOMATIC), as in a real deployment.
-ROUTE_LUA = """
-function OnStableSeries(seriesId, tags, metadata)
-  local m = tags['Modality']
-  if m == 'MR' or m == 'SEG' then
-    RestApiPost('/modalities/lgenode/store', seriesId)
-  end
-end
-"""
+# The routing script shipped in docker/ (image series to be segmented, SEG series = reviewed edits),
+# so the e2e test exercises what a deployment runs. Our AI SEG comes back too: the node stores it
+# and ignores it (AUTOMATIC), as in a real deployment.
+ROUTE_LUA = (Path(__file__).resolve().parents[3] / "docker" / "route.lua").read_text()
 
 NODE_AE = "LGENODE"
 
