@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -71,6 +72,7 @@ class NodeService:
         with the real reason."""
         stage_lists = self.stages.values() if isinstance(self.stages, dict) else [self.stages]
         seen: set[int] = set()
+        t0 = time.monotonic()
         try:
             for stages in stage_lists:
                 for name, stage in stages:
@@ -85,6 +87,9 @@ class NodeService:
                                     extra={"stage": name, "error": f"{type(exc).__name__}: {exc}"})
         finally:
             self.warmed.set()
+            # bench/ingest waits for this line: a fresh node's warm-up (imports, model load)
+            # competes with the receiver for the GIL for a few seconds.
+            log.info("stages warm", extra={"seconds": round(time.monotonic() - t0, 2)})
 
     def _purge(self) -> None:
         purge_expired(self.core.sessions, self.core.files, self.cfg.storage.retention_days)

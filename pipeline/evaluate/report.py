@@ -9,6 +9,8 @@ What is reported (see ``pipeline/README.md`` for the definitions and their sourc
 (c) myocardium HD95 (in-plane surface distances pooled over the case's slices; mm or pixels);
 (d) per-case volume agreement (pixels or mL): bias, SD, 95 % limits, mean absolute difference,
     Pearson r, for LV cavity, myocardium, infarct and no-reflow;
+(e) localisation: the LV centre error of the first stage and the share of the LV inside the ROI
+    (``pipeline.evaluate.localisation``);
 and overlays of the five cases with the lowest mean of the three EMIDEC per-case Dice.
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.evaluate import localisation
 from pipeline.evaluate import metrics as M
 
 VOLUME_STRUCTURES: dict[str, tuple[int, ...]] = {"lv_cavity": (1,), **M.STRUCTURES}
@@ -112,6 +115,7 @@ def aggregate(records: list[dict[str, object]], units: dict[str, str],
         "hd95_myocardium": {**_stats(hd), "unit": units["distance"],
                             "cases_without_value": sum(1 for x in hd if x is None)},
         "volume_agreement": {"unit": units["volume"], **volumes},
+        "localisation": {**localisation.summarise(records), "unit": units["distance"]},
     }
 
 
@@ -156,12 +160,15 @@ def _write_csv(path: Path, records: list[dict[str, object]]) -> None:
         w = csv.writer(f)
         keys = list(VOLUME_STRUCTURES)
         w.writerow(["case", "n_slices", *[f"dice_{k}" for k in M.STRUCTURES], "hd95_myocardium",
-                    *[f"vol_gt_{k}" for k in keys], *[f"vol_pred_{k}" for k in keys]])
+                    *[f"vol_gt_{k}" for k in keys], *[f"vol_pred_{k}" for k in keys],
+                    "localised_by", "centre_error", "lv_in_roi"])
         for r in records:
             w.writerow([r["case"], r["n_slices"], *[_fmt(r["dice"][k], 4) for k in M.STRUCTURES],
                         _fmt(r["hd95_myocardium"], 2),
                         *[_fmt(r["volume_gt"][k], 3) for k in keys],
-                        *[_fmt(r["volume_pred"][k], 3) for k in keys]])
+                        *[_fmt(r["volume_pred"][k], 3) for k in keys],
+                        r.get("localised_by", "n/a"), _fmt(r.get("centre_error"), 2),
+                        _fmt(r.get("lv_in_roi"), 4)])
 
 
 def _fmt(v: object, nd: int = 4) -> str:
@@ -220,6 +227,16 @@ def markdown(summary: dict[str, object], records: list[dict[str, object]],
         lines.append(f"| {name} | {_fmt(v['bias'], 3)} | {_fmt(v['sd'], 3)} | "
                      f"{_fmt(v['loa_low'], 3)} … {_fmt(v['loa_high'], 3)} | {_fmt(v['mad'], 3)} | "
                      f"{_fmt(v['pearson_r'], 3)} |")
+    loc = s.get("localisation") or {}
+    if loc.get("n_cases"):
+        by = meta.get("localised_by") or {}
+        lines += ["", f"## (e) LV localisation ({loc['unit']})", "",
+                  f"Centre error (used centre vs ground-truth LV centroid, {loc['n_cases']} cases): "
+                  f"median {_fmt(loc['centre_error_median'], 1)}, 90th percentile "
+                  f"{_fmt(loc['centre_error_p90'], 1)}, max {_fmt(loc['centre_error_max'], 1)}. "
+                  f"Cases whose ROI cut off more than 1 % of the LV: {loc['cases_lv_cut']} "
+                  f"(least kept: {100 * loc['lv_in_roi_min']:.1f} %). Localised by: "
+                  + (", ".join(f"{k} {v}" for k, v in sorted(by.items())) or "n/a") + "."]
     if folds:
         lines += ["", "## Per fold", "",
                   "| fold | cases | pooled mean (1–4) | infarct (pooled) | no-reflow (pooled) | "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.evaluate import report
+from pipeline.evaluate import localisation, report
 from pipeline.evaluate.cases import iter_cases, list_case_ids
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,9 @@ def predict_and_score(weights: Path, fmt: str, data_dir: str | os.PathLike[str] 
         rec = report.score_case(case.case_id, res.labels, case.labels, case.spacing,
                                 case.voxel_volume, merge_mvo_into_infarct=(fmt == "myops-nifti"))
         rec["localised_by"] = res.localised_by
+        # EMIDEC distances are in PNG pixels, which preprocessing takes to be this many mm.
+        mm_per_unit = res.preprocess.resample.input_spacing[0] if fmt == "emidec-png" else 1.0
+        rec.update(localisation.localisation_record(res.preprocess, case.labels, mm_per_unit))
         rec["seconds"] = float(res.timings.get("total", 0.0))
         localised[res.localised_by] = localised.get(res.localised_by, 0) + 1
         records.append(rec)
@@ -116,6 +119,14 @@ def evaluate_cv(run_dir: Path, fmt: str, out: Path, folds_file: Path,
     return cv_report([Path(out) / f"fold{k}" for k in ks], Path(out))
 
 
+def _sum_counts(dicts) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    out: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + int(v)
+    return out
+
+
 def cv_report(eval_dirs: list[Path], out: Path) -> dict[str, object]:
     """Pool several evaluation folders (one per fold) into one report; per-fold rows kept."""
     records: list[dict[str, object]] = []
@@ -152,7 +163,8 @@ def cv_report(eval_dirs: list[Path], out: Path) -> dict[str, object]:
             "runtime": ", ".join(sorted({m["runtime"] for m in metas})),
             "model_name": metas[0].get("model_name"),
             "model_version": "per fold", "postprocess": all(m.get("postprocess") for m in metas),
-            "no_mvo_class": fmt == "myops-nifti", "evaluations": [str(d) for d in eval_dirs]}
+            "no_mvo_class": fmt == "myops-nifti", "evaluations": [str(d) for d in eval_dirs],
+            "localised_by": _sum_counts(m.get("localised_by") or {} for m in metas)}
     out = Path(out)
     (out / "worst").mkdir(parents=True, exist_ok=True)
     # The per-fold folders already hold each fold's worst overlays: link the overall five.

@@ -60,7 +60,7 @@ class ExperimentConfig:
     patience: int = 40
     seed: int = 0
     synthetic_fraction: float = 0.25
-    localiser_epochs: int = 4
+    localiser_epochs: int = 40
     localiser_from: Path | None = None  # RUN/fold{k}/localiser.keras reused instead of training
     n_boot: int = 2000
     workers: int = 1
@@ -68,7 +68,13 @@ class ExperimentConfig:
     extra: dict[str, object] = field(default_factory=dict)
 
     def budget(self) -> dict[str, object]:
-        return {k: getattr(self, k) for k in BUDGET_KEYS}
+        b = {k: getattr(self, k) for k in BUDGET_KEYS}
+        if self.localiser_from is not None:
+            # A reused localiser replaces the trained one: record where it came from, not an
+            # epoch count that was never run.
+            del b["localiser_epochs"]
+            b["localiser_from"] = str(self.localiser_from)
+        return b
 
 
 def check_arms(cfg: ExperimentConfig) -> None:

@@ -167,6 +167,17 @@ def test_centre_from_probability_keeps_largest_region():
     assert pp.centre_from_probability(np.zeros((1, 8, 8), np.float32)) is None
 
 
+def test_unconfident_localiser_falls_back_to_heuristic():
+    """Out-of-distribution input: a network whose mean LV probability never reaches
+    MIN_LV_PROBABILITY is not trusted, however clear its weak blob is."""
+    p = np.zeros((4, 64, 64), np.float32)
+    p[:, 10:30, 10:30] = 0.4
+    assert pp.centre_from_probability(p) is None
+    assert pp.centre_from_probability(p, min_probability=0.3) is not None
+    p[:2, 10:30, 10:30] = 1.0  # confident on half the slices: mean 0.7
+    assert pp.centre_from_probability(p) is not None
+
+
 # ---------------------------------------------------------------- whole path
 def test_preprocess_volume_and_back_on_input_grid(phantom, volume_of):
     img, lab = phantom(rows=400, cols=420, centre=(210.0, 190.0), scale=1.7)

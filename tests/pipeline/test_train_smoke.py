@@ -86,11 +86,16 @@ def test_evaluate_emidec_fold_and_cv_report(trained_run, synthetic_data, tmp_pat
         assert 0.0 <= v["all_cases"]["mean"] <= 1.0
     assert (out / "metrics.md").read_text().startswith("# Evaluation: emidec-png")
     assert len(list((out / "worst").glob("*.png"))) == min(5, len(val))
+    loc = s["localisation"]
+    assert loc["n_cases"] == len(val) and loc["unit"] == "px"
+    assert all(r["centre_error"] >= 0 and 0 <= r["lv_in_roi"] <= 1 for r in doc["cases"])
+    assert "## (e) LV localisation (px)" in (out / "metrics.md").read_text()
 
     rep = CliRunner().invoke(app, ["cv-report", str(out), "--out", str(tmp_path / "cv")])
     assert rep.exit_code == 0, rep.output
     cv = json.loads((tmp_path / "cv" / "metrics.json").read_text())
     assert cv["summary"]["n_cases"] == len(val) and "0" in cv["folds"]
+    assert sum(cv["meta"]["localised_by"].values()) == len(val)
 
 
 def test_evaluate_myops_units(trained_run, synthetic_data, tmp_path):
