@@ -87,9 +87,9 @@ HEURISTIC_SEARCH_MM = 50.0
 # The localiser's centre is used only where the mean LV probability over the stack reaches this
 # somewhere; else the heuristic decides. Why: trained on EMIDEC PNGs, the localiser is confident
 # on EMIDEC (peak of the mean map 0.80-1.00 on fold 0's 16 validation cases, centre error median
-# 1.5 mm) but finds almost nothing on raw full-field-of-view DICOM of another centre (MyoPS: peak
+# 1.2 px) but finds almost nothing on raw full-field-of-view DICOM of another centre (MyoPS: peak
 # 0.001-0.49 on all 15 volumes, and the weak region it picked was a median 52 mm off) where the
-# heuristic is a median 5 mm off. Measured with runs/loc-style scripts, see MODEL_CARD.md.
+# heuristic is a median 5 mm off (`lgenode pipeline evaluate`, section (e); models/weights/MODEL_CARD.md).
 MIN_LV_PROBABILITY = 0.5
 N_CLASSES = 5
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,7 @@ def evaluate_cv(run_dir: Path, fmt: str, out: Path, folds_file: Path,
     return cv_report([Path(out) / f"fold{k}" for k in ks], Path(out))
 
 
-def _sum_counts(dicts) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def _sum_counts(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for d in dicts:
         for k, v in d.items():
