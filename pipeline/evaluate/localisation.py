@@ -23,12 +23,11 @@ def localisation_record(info: pp.PreprocessInfo, gt_labels: np.ndarray, mm_per_u
     lv = pp.resample_labels_inplane(np.asarray(gt_labels, dtype=np.uint8), info.resample) > 0
     if not lv.any():
         return {"centre_error": None, "lv_in_roi": None}
-    gt = pp.lv_centre_from_mask(lv.astype(np.uint8))
+    gt = pp.lv_centre_from_mask(lv)
     assert gt is not None
     d_px = float(np.hypot(info.centre[0] - gt[0], info.centre[1] - gt[1]))
     error = d_px * info.resample.output_spacing / float(mm_per_unit)
-    c = info.crop
-    inside = lv[:, max(c.top, 0):max(c.top + c.size, 0), max(c.left, 0):max(c.left + c.size, 0)]
+    inside, _ = pp.crop_roi(lv, info.centre, info.crop.size)  # the ROI the segmenter saw
     return {"centre_error": error, "lv_in_roi": float(inside.sum()) / float(lv.sum())}
 
 

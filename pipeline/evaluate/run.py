@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -120,14 +120,6 @@ def evaluate_cv(run_dir: Path, fmt: str, out: Path, folds_file: Path,
     return cv_report([Path(out) / f"fold{k}" for k in ks], Path(out))
 
 
-def _sum_counts(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for d in dicts:
-        for k, v in d.items():
-            out[k] = out.get(k, 0) + int(v)
-    return out
-
-
 def cv_report(eval_dirs: list[Path], out: Path) -> dict[str, object]:
     """Pool several evaluation folders (one per fold) into one report; per-fold rows kept."""
     records: list[dict[str, object]] = []
@@ -165,7 +157,7 @@ def cv_report(eval_dirs: list[Path], out: Path) -> dict[str, object]:
             "model_name": metas[0].get("model_name"),
             "model_version": "per fold", "postprocess": all(m.get("postprocess") for m in metas),
             "no_mvo_class": fmt == "myops-nifti", "evaluations": [str(d) for d in eval_dirs],
-            "localised_by": _sum_counts(m.get("localised_by") or {} for m in metas)}
+            "localised_by": dict(Counter(str(r["localised_by"]) for r in records))}
     out = Path(out)
     (out / "worst").mkdir(parents=True, exist_ok=True)
     # The per-fold folders already hold each fold's worst overlays: link the overall five.
