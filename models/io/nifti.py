@@ -109,7 +109,7 @@ def load_nifti(path: Path | str) -> Volume:
         slice_thickness=thickness,
         meta={"source": path.name, "spacing_known": True, "nifti_rows_flipped": flip_rows},
     )
-    if isinstance(img, nib.Nifti1Image):  # NIfTI-2 / Analyze: written back as NIfTI-1 (below)
+    if isinstance(img, nib.Nifti1Image):  # NIfTI-1 and -2 files; a .hdr/.img pair is not kept
         volume.meta[SOURCE_KEY] = NiftiSource(
             header=img.header.copy(), shape=stored_shape, rows_flipped=flip_rows,
             grid=(volume.shape, volume.affine_lps()),
@@ -158,4 +158,5 @@ def _like_source(labels: np.ndarray, src: NiftiSource) -> nib.Nifti1Image:
     hdr.set_slope_inter(None, None)  # label values as stored, no intensity scaling
     hdr["cal_min"], hdr["cal_max"] = 0.0, 0.0
     # affine None: the header's qform and sform (and their codes) are written as they are.
-    return nib.Nifti1Image(data, None, header=hdr)
+    image_class = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
+    return image_class(data, None, header=hdr)

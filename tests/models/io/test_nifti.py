@@ -113,6 +113,19 @@ def test_save_nifti_writes_the_input_affine_and_voxel_order(tmp_path: Path, left
     np.testing.assert_array_equal(np.asarray(out.dataobj), mask)
 
 
+def test_save_nifti_of_a_nifti2_input_keeps_its_header(tmp_path: Path) -> None:
+    path, mask = oblique_input(tmp_path, True, "both", seed=9)
+    img = nib.load(path)
+    nib.save(nib.Nifti2Image(np.asarray(img.dataobj), img.affine, header=img.header),
+             tmp_path / "n2.nii.gz")
+    v = load_nifti(tmp_path / "n2.nii.gz")
+    save_nifti((v.pixels > 300).astype(np.uint8), v, tmp_path / "labels.nii.gz")
+    src, out = nib.load(tmp_path / "n2.nii.gz"), nib.load(tmp_path / "labels.nii.gz")
+    assert isinstance(out, nib.Nifti2Image)
+    np.testing.assert_array_equal(out.affine, src.affine)
+    np.testing.assert_array_equal(np.asarray(out.dataobj), mask)
+
+
 @pytest.mark.parametrize("shape", [(30, 26), (30, 26, 3, 1)])
 def test_save_nifti_keeps_2d_and_singleton_4d_shapes(tmp_path: Path, shape: tuple[int, ...]) -> None:
     path, mask = oblique_input(tmp_path, True, "both", shape=(30, 26, 3), seed=8)
