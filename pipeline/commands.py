@@ -177,9 +177,10 @@ def evaluate_cmd(
 ) -> None:
     """Score a trained model on a labelled data set through the node's inference entry point.
 
-    Reports (a) per-class Dice pooled over all slices and their mean, (b) EMIDEC per-case Dice for
-    myocardium, infarct and no-reflow, (c) myocardium HD95, (d) per-case volume agreement, and
-    overlays of the five worst cases.
+    Reports clinical agreement of infarct % and MVO % of the LV myocardium (Lin's CCC, Pearson r,
+    bias, 95 % limits; agreement.png), (a) per-class Dice pooled over all slices and their mean,
+    (b) EMIDEC per-case Dice for myocardium, infarct and no-reflow, (c) myocardium HD95,
+    (d) per-case volume agreement, (e) LV localisation, and overlays of the five worst cases.
     """
     _logging(False)
     from pipeline.evaluate.cases import FORMATS, list_case_ids
@@ -223,10 +224,14 @@ def _echo_summary(summary: dict[str, object], out: Path) -> None:
     mean = summary["pooled_class_dice_mean"]
 
     def f(v: object) -> str:
-        return "n/a" if v is None else f"{float(v):.4f}"  # type: ignore[arg-type]
+        return "n/a" if v is None or v != v else f"{float(v):.4f}"  # type: ignore[arg-type]
 
     typer.echo(f"{summary['n_cases']} cases: pooled Dice "
                + ", ".join(f"{k} {f(v)}" for k, v in pc.items()) + f"; mean {f(mean)}")
+    inf = (summary.get("clinical_agreement") or {}).get("infarct_percent") or {}  # type: ignore
+    if inf.get("n"):
+        typer.echo(f"infarct % of LV myocardium: CCC {f(inf.get('ccc'))}, bias {f(inf.get('bias'))}"
+                   f" ± {f(inf.get('sd'))} points (n {inf['n']})")
     typer.echo(f"report: {out / 'metrics.md'}")
 
 
