@@ -1,4 +1,4 @@
-"""`lgenode pipeline folds | train | evaluate | cv-report` (registered on ``pipeline.cli.app``).
+"""`lgenode pipeline folds | train | evaluate | cv-report | ensemble` (registered on ``pipeline.cli.app``).
 
 Heavy imports (keras, tensorflow, onnxruntime) happen inside the commands.
 """
@@ -13,6 +13,31 @@ import typer
 
 DATA_DIR_HELP = "Shared data root or the data-set folder (default: $LGENODE_DATA_DIR or ../shared/data)."
 FOLDS_HELP = "Folds JSON (default: pipeline/configs/emidec_folds.json; created from the data if missing)."
+
+
+def ensemble_cmd(
+    run_dir: Path = typer.Argument(..., help="Cross-validation run folder holding fold0..foldK (from `train --fold all`)."),
+    out: Path = typer.Option(..., "--out", help="Weights folder to write (e.g. models/weights)."),
+    version: str = typer.Option(..., "--version", help="Model version written to model.json (e.g. 0.3.0)."),
+    cv_eval: Path | None = typer.Option(None, "--cv-eval", help="Pooled CV evaluation folder (`evaluate --fold all --out ...`): its quality_flag.best_threshold becomes the shipped review threshold."),
+    threshold: float | None = typer.Option(None, "--quality-threshold", help="Review threshold to ship instead of the CV one."),
+    name: str = typer.Option("lgenode-lge-att-res-unet-ensemble", "--name"),
+) -> None:
+    """Assemble the fold models of a cross-validation into one ensemble weights folder."""
+    import json
+
+    from pipeline.train.ensemble import assemble
+
+    folds = sorted(p for p in run_dir.glob("fold[0-9]*") if p.is_dir())
+    if not folds:
+        raise typer.BadParameter(f"no fold folders in {run_dir}", param_hint="RUN_DIR")
+    if threshold is None and cv_eval is not None:
+        q = json.loads((cv_eval / "metrics.json").read_text())["summary"].get("quality_flag") or {}
+        threshold = q.get("best_threshold")
+    path = assemble(folds, out, name, version, threshold,
+                    {"members_from": str(run_dir), "quality_threshold_from":
+                     str(cv_eval) if cv_eval else "--quality-threshold"})
+    typer.echo(f"wrote {path} ({len(folds)} members, quality threshold {threshold})")
 
 
 def _logging(verbose: bool) -> None:
@@ -251,3 +276,4 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
     app.command("evaluate")(evaluate_cmd)
     app.command("cv-report")(cv_report_cmd)
+    app.command("ensemble")(ensemble_cmd)

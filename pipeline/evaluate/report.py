@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.evaluate import agreement, localisation
+from pipeline.evaluate import agreement, localisation, quality
 from pipeline.evaluate import metrics as M
 
 VOLUME_STRUCTURES: dict[str, tuple[int, ...]] = {"lv_cavity": (1,), **M.STRUCTURES}
@@ -79,7 +79,8 @@ def _stats(values: list[float]) -> dict[str, float | int | None]:
 
 
 def aggregate(records: list[dict[str, object]], units: dict[str, str],
-              no_mvo_class: bool = False) -> dict[str, object]:
+              no_mvo_class: bool = False, quality_threshold: float | None = None
+              ) -> dict[str, object]:
     """Data-set level numbers from per-case records (records may come from several folds)."""
     counts = np.sum([np.asarray(r["counts"]) for r in records], axis=0) if records else \
         np.zeros((5, 3))
@@ -122,6 +123,7 @@ def aggregate(records: list[dict[str, object]], units: dict[str, str],
         "localisation": {**localisation.summarise(records), "unit": units["distance"]},
         "clinical_agreement": agreement.summarise(records, no_mvo_class,
                                                   figure=AGREEMENT_PNG if records else None),
+        "quality_flag": quality.summarise(records, quality_threshold),
     }
 
 
@@ -207,6 +209,7 @@ def markdown(summary: dict[str, object], records: list[dict[str, object]],
         lines += [f"Cases: validation cases of fold {meta['fold']} of `{meta.get('folds_file')}`.",
                   ""]
     lines += _agreement_markdown(s.get("clinical_agreement"))  # type: ignore[arg-type]
+    lines += _quality_markdown(s.get("quality_flag"))  # type: ignore[arg-type]
     lines += ["## (a) Dice per class, pooled over all slices", "",
               "| LV cavity | myocardium (normal) | infarct | no-reflow | mean |",
               "|---|---|---|---|---|"]
@@ -344,3 +347,20 @@ def overlay_case(path: Path, image: np.ndarray, gt: np.ndarray, pred: np.ndarray
         canvas = canvas.resize((1600, int(canvas.height * f)))
     canvas.save(path)
     return path
+
+
+def _quality_markdown(q: dict[str, object] | None) -> list[str]:
+    if not q:
+        return []
+    lines = ["## Quality flag (\"needs careful review\")", "",
+             f"Poor case: myocardium Dice < {q['poor_if_myocardium_dice_below']}. Flag: quality "
+             f"score < threshold. Median quality score {_fmt(q['quality_median'])}.", "",
+             "| threshold | cases | poor | poor flagged | sensitivity | false alarms | flagged |",
+             "|---|---|---|---|---|---|---|"]
+    for label, key in (("model's", "at_model_threshold"), ("best here (Youden)", "at_best_threshold")):
+        st = q.get(key)
+        if st:
+            lines.append(f"| {label} {_fmt(st['threshold'])} | {st['n_cases']} | {st['n_poor']} | "
+                         f"{st['poor_flagged']} | {_fmt(st['sensitivity'])} | "
+                         f"{st['false_alarms']} | {st['flagged']} |")
+    return lines + [""]
