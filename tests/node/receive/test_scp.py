@@ -39,8 +39,8 @@ def stored_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.dcm") if ".incoming" not in p.parts)
 
 
-def test_dcmtk_storescu_stores_real_series_byte_identical(scp, core, myops_series) -> None:
-    files = sorted(myops_series["lge"].glob("*.dcm"))
+def test_dcmtk_storescu_stores_real_series_byte_identical(scp, core, study_series) -> None:
+    files = sorted(study_series["lge"].glob("*.dcm"))
     r = storescu(scp.port, files)
     assert r.returncode == 0, r.stderr
     stored = stored_files(core.files.root)
