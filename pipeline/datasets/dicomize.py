@@ -89,24 +89,6 @@ def resolve_case(case_or_nifti: str | os.PathLike[str], data_dir: str | os.PathL
     return found[0]
 
 
-# --------------------------------------------------------------------------- inputs
-
-
-def resolve_case(case_or_nifti: str | os.PathLike[str], data_dir: str | os.PathLike[str] | None = None,
-                 suffix: str = "LGE") -> Path:
-    """``Case3001`` (looked up in the MyoPS folder) or a path to a NIfTI file."""
-    p = Path(case_or_nifti)
-    if p.suffix in (".gz", ".nii") or p.exists():
-        if not p.is_file():
-            raise FileNotFoundError(f"{p} not found")
-        return p
-    base = myops_dir(data_dir)
-    found = sorted(base.glob(f"{case_or_nifti}_{suffix}.nii*"))
-    if not found:
-        raise FileNotFoundError(f"{case_or_nifti}_{suffix}.nii.gz not found in {base}")
-    return found[0]
-
-
 # --------------------------------------------------------------------------- whole cases
 
 

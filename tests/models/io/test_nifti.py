@@ -12,6 +12,7 @@ from PIL import Image
 from models.io import GeometryError, load_nifti, load_png_stack, save_nifti
 from models.volume import Volume
 from pipeline.datasets.paths import myops_dir
+from tests.support.require import missing
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -91,7 +92,7 @@ def test_sheared_and_4d_inputs(tmp_path: Path) -> None:
 def test_myops_case_geometry() -> None:
     path = myops_dir() / "Case3001_LGE.nii.gz"
     if not path.is_file():
-        pytest.skip(f"MyoPS data not found at {path} (set LGENODE_DATA_DIR)")
+        missing("data", f"MyoPS data not found at {path} (set LGENODE_DATA_DIR)")
     img = nib.load(path)
     v = load_nifti(path)
     assert v.shape == tuple(np.asarray(img.shape)[[2, 1, 0]])
