@@ -16,7 +16,8 @@ from node.config import NodeConfig
 from node.db.models import Series, SeriesState, utcnow
 from node.job.queue import JobQueue
 from node.deliver.outbox import Outbox
-from node.job.worker import Worker, build_stages
+from node.job.stages import build_stages
+from node.job.worker import Worker
 from node.receive.scp import StorageSCP
 from node.series.completion import sweep
 from node.store.retention import purge_expired

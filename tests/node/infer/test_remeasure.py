@@ -17,7 +17,8 @@ from node.deliver.outbox import Outbox
 from node.encode import AlgorithmInfo
 from node.encode.readback import seg_volumes_ml, sr_values
 from node.job.queue import JobQueue
-from node.job.worker import Worker, build_stages
+from node.job.stages import build_stages
+from node.job.worker import Worker
 from node.series.completion import sweep
 from tests.conftest import dcmtk_env, which_dcmtk
 from tests.support.case_series import build_synthetic_series, encode_case
