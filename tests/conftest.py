@@ -103,7 +103,7 @@ def node_config(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def core(node_config):  # type: ignore[no-untyped-def]
-    from node.app import build_core
+    from node.core import build_core
 
     c = build_core(node_config())
     yield c

@@ -81,7 +81,7 @@ def test_late_instance_reprocess_policy(scp, core, study_series, tmp_path: Path)
 
 
 def test_late_instance_store_only_policy(node_config, study_series, tmp_path: Path) -> None:
-    from node.app import build_core
+    from node.core import build_core
     from node.receive.scp import StorageSCP
 
     cfg = node_config(series={"late_instance_policy": "store_only"})
