@@ -104,7 +104,7 @@ def _label_slice(ph: Phantom, frac: float, yy: np.ndarray, xx: np.ndarray, centr
         labels[in_sector & (r >= r_in) & (r < r_in + depth)] = INFARCT
         if ph.mvo_slices[0] <= frac <= ph.mvo_slices[1]:
             mid = (lo + hi) / 2.0
-            core = (np.abs(angle - mid) <= (hi - lo) / 4.0) & (r >= r_in) & (r < r_in + depth * 0.5)
+            core = (np.abs(angle - mid) <= (hi - lo) / 4.0) & (r >= r_in) & (r < r_in + depth * 0.6)
             labels[core] = MVO
     # RV: a crescent on the septal side (towards -row), outside the LV wall.
     rv_centre = (centre[0] + 4.0, centre[1] - (r_in + wall) * 1.15)
