@@ -35,7 +35,10 @@ needs_dcmtk = requires("dcmtk", "DCMTK not installed (/usr/bin/storescu)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    required()  # a typo in LGENODE_REQUIRE fails at once
+    try:
+        required()  # a typo in LGENODE_REQUIRE fails at once
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from exc
 
 
 @pytest.hookimpl(tryfirst=True)
