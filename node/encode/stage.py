@@ -40,6 +40,13 @@ class EncodeStage:
         import node.encode.sr  # noqa: F401
 
     def __call__(self, run: JobRun, seg: Segmentation) -> EncodedResults:
+        """Encode and store SEG + SR of ``seg`` (source images read from the store).
+
+        Returns
+        -------
+        EncodedResults
+            The stored SEG and SR (to deliver), their datasets and the sources (for the report).
+        """
         assert run.files is not None
         timings: dict[str, float] = {}
         t = time.perf_counter()
@@ -67,6 +74,13 @@ class ReportStage:
         import node.encode.report  # noqa: F401
 
     def __call__(self, run: JobRun, encoded: EncodedResults) -> EncodedResults:
+        """Encode and store the PDF report of ``encoded.segmentation``, referencing ``encoded.datasets``.
+
+        Returns
+        -------
+        EncodedResults
+            The stored PDF alone (the SEG and SR were delivered already).
+        """
         assert run.files is not None
         seg = encoded.segmentation
         sources: list[Dataset] = list(encoded.sources) or read_sources(run.sessions, run.store_root, seg.series_uid)
