@@ -62,6 +62,9 @@ def predict_and_score(weights: Path, fmt: str, data_dir: str | os.PathLike[str] 
         rec = report.score_case(case.case_id, res.labels, case.labels, case.spacing,
                                 case.voxel_volume, merge_mvo_into_infarct=(fmt == "myops-nifti"))
         rec["localised_by"] = res.localised_by
+        if res.quality is not None:  # the model's own confidence (models.segment.Quality)
+            rec["quality"] = round(res.quality.score, 4)
+            rec["infarct_pct_spread"] = round(res.quality.infarct_pct_spread, 2)
         # EMIDEC distances are in PNG pixels, which preprocessing takes to be this many mm.
         mm_per_unit = res.preprocess.resample.input_spacing[0] if fmt == "emidec-png" else 1.0
         rec.update(localisation.localisation_record(res.preprocess, case.labels, mm_per_unit))
