@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from tests.support.require import COMPONENTS, required
+from tests.support.require import COMPONENTS, available, required
 
 DATA_TIER_TEST = "tests/node/job/test_worker.py::test_load_stage_geometry_matches_nifti"
 
@@ -23,6 +23,10 @@ def test_components_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LGENODE_REQUIRE", "dcmtk,orthnac")
     with pytest.raises(ValueError, match="orthnac"):
         required()
+
+
+def test_every_component_can_be_checked() -> None:
+    assert all(isinstance(available(c), bool) for c in COMPONENTS)
 
 
 def _run(require: str | None) -> subprocess.CompletedProcess[str]:

@@ -13,6 +13,8 @@ the DICOMweb plugin), ``postgres`` (server binaries or ``LGENODE_TEST_PG_URL``),
 
 from __future__ import annotations
 
+import glob
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -65,6 +67,8 @@ def available(component: str) -> bool:
         "chromium": lambda: Path("/usr/bin/chromium").exists(),
         "node": lambda: shutil.which("node") is not None and shutil.which("npm") is not None,
         "ghostscript": lambda: shutil.which("gs") is not None,
+        "keras": lambda: importlib.util.find_spec("keras") is not None,
+        "postgres": lambda: bool(os.environ.get("LGENODE_TEST_PG_URL")) or bool(glob.glob("/usr/lib/postgresql/*/bin/initdb")),
         "data": lambda: (data_root() / "myops2020" / "Case3001_LGE.nii.gz").is_file(),
     }
     return checks[component]()
