@@ -8,8 +8,8 @@ Entry point for the job runner::
 returns ``[seg, sr, pdf]`` (pydicom Datasets, highdicom subclasses). UIDs are derived from
 ``job_key`` + object kind + algorithm version (`node.encode.uids`), so encoding the same job
 again gives the same SOP Instance UIDs; with ``created`` fixed it gives the same bytes too.
-`encode_seg_sr` and `encode_report` do the two halves separately, e.g. to send SEG + SR before
-spending ~1 s on the PDF.
+`encode_seg_sr` and `encode_report` do the two halves separately, so that SEG + SR can be sent
+before the slower PDF is made (the job's ``report`` stage).
 """
 
 from __future__ import annotations

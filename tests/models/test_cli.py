@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from models import cli
 from models.segment import DEFAULT_WEIGHTS_DIR
 from pipeline.datasets.paths import myops_dir
+from tests.support.require import missing
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -90,7 +91,7 @@ def test_segment_synthetic_oblique_left_handed_nifti(tmp_path: Path, phantom) ->
 def test_segment_myops_oblique_volume_matches_its_ground_truth_array(tmp_path: Path) -> None:
     lge_path, gd_path = myops_dir() / "Case3001_LGE.nii.gz", myops_dir() / "Case3001_gd.nii.gz"
     if not (lge_path.is_file() and gd_path.is_file()):
-        pytest.skip(f"MyoPS data not found at {lge_path.parent} (set LGENODE_DATA_DIR)")
+        missing("data", f"MyoPS data not found at {lge_path.parent} (set LGENODE_DATA_DIR)")
     src = nib.load(lge_path)
     out = _segment(lge_path, tmp_path / "out")
     _same_grid(out, src)

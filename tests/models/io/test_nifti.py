@@ -12,6 +12,7 @@ from PIL import Image
 from models.io import GeometryError, load_nifti, load_png_stack, save_nifti
 from models.volume import Volume
 from pipeline.datasets.paths import myops_dir
+from tests.support.require import missing
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -190,7 +191,7 @@ def test_sheared_and_4d_inputs(tmp_path: Path) -> None:
 def test_myops_case_geometry() -> None:
     path = myops_dir() / "Case3001_LGE.nii.gz"
     if not path.is_file():
-        pytest.skip(f"MyoPS data not found at {path} (set LGENODE_DATA_DIR)")
+        missing("data", f"MyoPS data not found at {path} (set LGENODE_DATA_DIR)")
     img = nib.load(path)
     v = load_nifti(path)
     assert v.shape == tuple(np.asarray(img.shape)[[2, 1, 0]])
@@ -210,7 +211,7 @@ def test_myops_labels_written_on_the_input_grid(tmp_path: Path) -> None:
     on the LGE grid and written with save_nifti, is the ground-truth array voxel for voxel."""
     lge_path, gd_path = myops_dir() / "Case3001_LGE.nii.gz", myops_dir() / "Case3001_gd.nii.gz"
     if not (lge_path.is_file() and gd_path.is_file()):
-        pytest.skip(f"MyoPS data not found at {lge_path.parent} (set LGENODE_DATA_DIR)")
+        missing("data", f"MyoPS data not found at {lge_path.parent} (set LGENODE_DATA_DIR)")
     lge, gd = nib.load(lge_path), nib.load(gd_path)
     assert np.linalg.det(lge.affine[:3, :3]) < 0  # the case that used to come back flipped
     np.testing.assert_allclose(gd.affine, lge.affine, atol=1e-3)
