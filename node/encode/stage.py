@@ -55,7 +55,7 @@ class EncodeStage:
         algorithm = AlgorithmInfo(name=seg.model_name, version=seg.model_version)
         t = time.perf_counter()
         objs = encode_seg_sr(sources, seg.labels, seg.volume, seg.measurements, seg.aha, algorithm,
-                             job_key=_job_key(run))
+                             job_key=_job_key(run), quality=seg.quality)
         timings["seg_sr"] = time.perf_counter() - t
         t = time.perf_counter()
         outgoing = (store_result(run.files, run.sessions, "seg", objs.seg),
@@ -87,7 +87,8 @@ class ReportStage:
         algorithm = AlgorithmInfo(name=seg.model_name, version=seg.model_version)
         t = time.perf_counter()
         pdf = encode_report(sources, seg.labels, seg.volume, seg.measurements, seg.aha, algorithm,
-                            derived_from=encoded.datasets, job_key=_job_key(run))
+                            derived_from=encoded.datasets, job_key=_job_key(run),
+                            quality=seg.quality)
         t_encode = time.perf_counter() - t
         t = time.perf_counter()
         stored = store_result(run.files, run.sessions, "pdf", pdf)

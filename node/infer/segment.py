@@ -70,7 +70,9 @@ class SegmentStage:
                                "localised_by": seg.localised_by}
         run.result["segment_timings_s"] = {k: round(v, 4) for k, v in seg.timings.items()}
         run.result["measurements"] = measurements.to_dict()
+        if seg.quality is not None:
+            run.result["quality"] = seg.quality.to_dict()
         if aha is not None:
             run.result["aha"] = aha.to_dict()
         return Segmentation(run.job.series_uid, volume, seg.labels, seg.model_name, seg.model_version,
-                            measurements, aha)
+                            measurements, aha, quality=seg.quality)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.aha import AhaResult
 from models.measurements import Measurements
+from models.segment import Quality
 from models.volume import Volume
 from node.job.queue import Claimed
 from node.store.files import FileStore
@@ -88,6 +89,7 @@ class Segmentation:
     model_version: str
     measurements: Measurements
     aha: AhaResult | None
+    quality: Quality | None = None  # the model's own confidence; None for a reviewed SEG
 
 
 @dataclass(frozen=True)

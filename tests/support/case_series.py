@@ -89,7 +89,8 @@ def build_synthetic_series(out_dir: Path, *, enhanced: bool = False, seed: int =
     return CaseSeries(f"synthetic-{seed}", list(study.lge_files), datasets, volume, study.labels)
 
 
-def encode_case(series: CaseSeries, algorithm, created=None, with_report: bool = True):
+def encode_case(series: CaseSeries, algorithm, created=None, with_report: bool = True,
+                quality=None):
     """Measurements, AHA result and the encoded [SEG, SR, (PDF)] of a case series."""
     from models.aha import compute_aha
     from models.measurements import compute_measurements
@@ -98,5 +99,5 @@ def encode_case(series: CaseSeries, algorithm, created=None, with_report: bool =
     m = compute_measurements(series.labels, series.volume)
     aha = compute_aha(series.labels, series.volume)
     objects = encode_results(series.datasets, series.labels, series.volume, m, aha, algorithm,
-                             created=created, with_report=with_report)
+                             created=created, with_report=with_report, quality=quality)
     return m, aha, objects

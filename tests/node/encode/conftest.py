@@ -7,11 +7,15 @@ import datetime
 
 import pytest
 
+from models.segment import Quality
 from node.encode import AlgorithmInfo
 from tests.support.case_series import build_case_series, build_synthetic_series, encode_case
 
 CASE = "Case3001"
 CREATED = datetime.datetime(2026, 1, 2, 3, 4, 5)
+# A doubtful result: every encoded object must carry the score and the review flag.
+QUALITY = Quality(score=0.6123, members=5, infarct_pct_spread=4.56, threshold=0.8,
+                  needs_review=True)
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +33,7 @@ def case_series(request, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def _encoded_case(case_series, algorithm):
-    return encode_case(case_series, algorithm, created=CREATED)
+    return encode_case(case_series, algorithm, created=CREATED, quality=QUALITY)
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,8 @@ def test_pdf_text_has_banner_and_numbers(encoded, results, tmp_path) -> None:
     assert f"{m.myocardial_mass_g:.1f} g" in text
     assert "patient-superior" in text
     assert "Mean transmurality" in text
+    assert "NEEDS CAREFUL REVIEW" in text  # the fixture's quality asks for review
+    assert "0.61, 5 models (threshold 0.80)" in text
 
 
 def test_representative_slices_one_per_level(results, case_series) -> None:
