@@ -48,6 +48,8 @@ def test_segment_job_runs_every_stage_and_stores_seg_sr_pdf(scp, core, tmp_path:
     assert job.state == "done", job.reason
     assert set(job.result["timings_s"]) == {n for n, _ in stages["segment"]}
     assert [o["kind"] for o in job.result["objects"]] == ["seg", "sr", "pdf"]
+    q = job.result["quality"]  # the model's confidence, also written into the SR and PDF
+    assert 0.0 <= q["score"] <= 1.0 and q["members"] >= 1 and isinstance(q["needs_review"], bool)
     with core.sessions() as s:
         stored = set(s.scalars(select(Instance.sop_instance_uid).where(Instance.sop_class_uid.in_(RESULT_CLASSES))))
     assert stored == {o["sop_instance_uid"] for o in job.result["objects"]}
