@@ -7,6 +7,7 @@
   uses 0.5 on three levels; it is off by default so that CycleGAN gets a plain U-Net), ReLU, then
   concatenation with the mirrored encoder feature. The last transposed convolution maps to
   ``out_channels`` with tanh, so images live in [-1, 1] inside the nets (``to_gan_range``).
+* ``build_resnet_generator``: the CycleGAN paper's ResNet generator (instance norm).
 * ``build_patch_discriminator``: the PatchGAN. ``n_layers`` 4x4 stride-2 convolutions (no norm on
   the first), one 4x4 stride-1 convolution, then a 1-channel 4x4 convolution: a map of logits
   (no sigmoid; the losses use ``from_logits``), 16x16 for a 128x128 input with ``n_layers`` 3.
@@ -124,6 +125,54 @@ def build_patch_discriminator(
     logits = layers.Conv2D(1, 4, padding="same", kernel_initializer=_init(), name=f"{name}_logits")(x)
     logits = layers.Activation("linear", dtype="float32", name=f"{name}_out")(logits)
     return keras.Model(inputs, logits, name=name)
+
+
+def _conv_norm_relu(x, filters: int, kernel: int, name: str, strides: int = 1, relu: bool = True):  # type: ignore[no-untyped-def]
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                      kernel_initializer=_init(), name=f"{name}_conv")(x)
+    x = layers.GroupNormalization(groups=-1, epsilon=1e-5, name=f"{name}_in")(x)
+    return layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def build_resnet_generator(base_filters: int = 16, n_res_blocks: int = 6, name: str = "generator",
+                           size: int | None = None) -> keras.Model:
+    """The CycleGAN paper's ResNet generator, (size, size, 1) -> (size, size, 1) with tanh output.
+
+    7x7 convolution, two stride-2 downsamplings, ``n_res_blocks`` residual blocks, two bilinear
+    upsamplings each followed by a convolution (no transposed convolutions: no checkerboard
+    artefacts), 7x7 convolution. Instance norm, zero padding, stock layers only.
+
+    Parameters
+    ----------
+    base_filters: int
+        Filters of the first convolution (x2 and x4 after the downsamplings).
+    n_res_blocks: int
+        Residual blocks at a quarter of the input size.
+    name: str
+        Model name and layer-name prefix.
+    size: int | None
+        Input size; None accepts any multiple of 4 (the net is fully convolutional).
+
+    Returns
+    -------
+    keras.Model
+        The generator.
+    """
+    b = base_filters
+    inputs = keras.Input(shape=(size, size, 1), name="image")
+    x = _conv_norm_relu(inputs, b, 7, f"{name}_c7")
+    x = _conv_norm_relu(x, 2 * b, 3, f"{name}_d1", strides=2)
+    x = _conv_norm_relu(x, 4 * b, 3, f"{name}_d2", strides=2)
+    for i in range(n_res_blocks):
+        y = _conv_norm_relu(x, 4 * b, 3, f"{name}_r{i}a")
+        y = _conv_norm_relu(y, 4 * b, 3, f"{name}_r{i}b", relu=False)
+        x = layers.Add(name=f"{name}_r{i}_add")([x, y])
+    for i, f in enumerate((2 * b, b)):
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_u{i}_up")(x)
+        x = _conv_norm_relu(x, f, 3, f"{name}_u{i}")
+    x = layers.Conv2D(1, 7, padding="same", kernel_initializer=_init(), name=f"{name}_out_conv")(x)
+    out = layers.Activation("tanh", dtype="float32", name=f"{name}_tanh")(x)
+    return keras.Model(inputs, out, name=name)
 
 
 def to_gan_range(x: np.ndarray) -> np.ndarray:
