@@ -212,7 +212,7 @@ class Checkpoint:
         Returns
         -------
         tuple[int, dict[str, Any], dict[str, dict[str, numpy.ndarray]]]
-            The epoch, the state JSON, and every ``.npz`` file's arrays by file name.
+            The epoch, the state JSON, and the arrays of every ``.npz`` file in the folder by file name.
 
         Raises
         ------
@@ -229,9 +229,8 @@ class Checkpoint:
             else:
                 net.set_weights(keras.models.load_model(path, compile=False).get_weights())
         files = {f for f, _ in self.layout.optimizers.values()}
-        if (self.folder / self.layout.rng).exists():
-            files.add(self.layout.rng)
-        arrays = {f: _load_npz(self.folder / f) for f in files}
+        files |= {p.name for p in self.folder.glob("*.npz") if not p.name.endswith(".tmp.npz")}
+        arrays = {f: _load_npz(self.folder / f) for f in sorted(files)}
         for name, (file, pattern) in self.layout.optimizers.items():
             opt = self.optimizers[name]
             saved = arrays[file]
