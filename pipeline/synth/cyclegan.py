@@ -22,25 +22,15 @@ import numpy as np
 from keras import ops
 
 import models.preprocess as pp
+from pipeline.synth import gan_run
 from pipeline.synth.cine_slices import DEFAULT_HOLD_OUT, normalise_each
+from pipeline.synth.gan_cards import cyclegan_card
 from pipeline.synth.gan_figures import Column, Panel, image_grid, plot_history
 from pipeline.synth.gan_layers import (
     build_patch_discriminator,
     build_resnet_generator,
     build_unet_generator,
     to_gan_range,
-)
-from pipeline.synth.gan_run import (
-    Checkpoint,
-    CheckpointLayout,
-    check_resumable,
-    in_batches,
-    read_gan_json,
-    run_generator,
-    save_model,
-    train_epochs,
-    versions,
-    write_json,
 )
 from pipeline.synth.gan_steps import NetCall, Step, Update, make_steps
 
@@ -56,7 +46,7 @@ NET_FILES: dict[str, str] = {
     "D_A": "discriminator_cine.keras",
 }
 GENERATORS = ("resnet", "unet")
-CHECKPOINT_LAYOUT = CheckpointLayout(
+CHECKPOINT_LAYOUT = gan_run.CheckpointLayout(
     nets={k: f"{k}.weights.h5" for k in ("G", "F", "D_A", "D_B")},
     optimizers={"opt_g": ("state.npz", "opt_g_{i:04d}"), "opt_d": ("state.npz", "opt_d_{i:04d}")},
     state="checkpoint.json")
@@ -398,8 +388,8 @@ class CycleGAN:
         full.set_weights(self.G.get_weights())
         return full
 
-    def checkpoint(self, folder: Path) -> Checkpoint:
-        return Checkpoint(folder, CHECKPOINT_LAYOUT, self.nets, {"opt_g": self.opt_g, "opt_d": self.opt_d},
+    def checkpoint(self, folder: Path) -> gan_run.Checkpoint:
+        return gan_run.Checkpoint(folder, CHECKPOINT_LAYOUT, self.nets, {"opt_g": self.opt_g, "opt_d": self.opt_d},
                           self.steps)
 
     def save_checkpoint(self, folder: Path, epoch: int) -> None:
@@ -417,7 +407,7 @@ class CycleGAN:
 
 
 def _translate(model: Callable[..., Any], cine: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    return run_generator(model, np.asarray(cine, np.float32), lambda x: to_gan_range(x)[..., None], batch_size)
+    return gan_run.run_generator(model, np.asarray(cine, np.float32), lambda x: to_gan_range(x)[..., None], batch_size)
 
 
 def load_generator(folder: str | Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -462,7 +452,7 @@ def held_out_similarity(fake_lge: np.ndarray, real_lge: np.ndarray) -> dict[str,
 
 
 def run_versions() -> dict[str, str]:
-    return {**versions(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return {**gan_run.versions(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 # ------------------------------------------------------------------------------------------
@@ -476,8 +466,8 @@ def resume_config(out: Path, overrides: dict[str, Any]) -> CycleGANConfig:
     ValueError
         If an override changes a setting of ``ARCH_KEYS`` (the checkpoint's nets would not fit).
     """
-    saved = CycleGANConfig.from_dict(read_gan_json(out, KIND)["settings"])
-    check_resumable(asdict(saved), overrides, ARCH_KEYS)
+    saved = CycleGANConfig.from_dict(gan_run.read_gan_json(out, KIND)["settings"])
+    gan_run.check_resumable(asdict(saved), overrides, ARCH_KEYS)
     return CycleGANConfig.from_dict({**asdict(saved), **overrides})
 
 
@@ -553,19 +543,19 @@ def train(cfg: CycleGANConfig, out: str | Path, data_dir: str | Path | None = No
         history.append(entry)
         epoch = entry["epoch"]
         model.save_checkpoint(ckpt, epoch)
-        save_model(model.export_generator(), out / NET_FILES["G"])
+        gan_run.save_model(model.export_generator(), out / NET_FILES["G"])
         meta.update(epochs_done=epoch, status="training" if epoch < cfg.epochs else "done", last_epoch=entry,
                     versions=run_versions())
         _write_run_files(out, meta, history, held, fake["held"])
 
-    train_epochs(lambda epoch, index: model.train_step(*sampler.batch(epoch, index)), start + 1, cfg.epochs,
+    gan_run.train_epochs(lambda epoch, index: model.train_step(*sampler.batch(epoch, index)), start + 1, cfg.epochs,
                  cfg.steps_per_epoch, validate, end_epoch, progress=progress, desc="cyclegan",
                  postfix=lambda m: {"D": f"{m['d_loss']:.3f}", "G": f"{m['g_adv']:.3f}", "cyc": f"{m['cycle']:.3f}"})
     if not history or history[-1]["epoch"] < cfg.epochs:
         return meta
     model.sync()
     for k in ("F", "D_A", "D_B"):
-        save_model(model.nets[k], out / NET_FILES[k])
+        gan_run.save_model(model.nets[k], out / NET_FILES[k])
     meta["status"] = "done"
     _write_run_files(out, meta, history, held, normalise_each(model.translate(held.cine)) if len(held) else None)
     return meta
@@ -607,63 +597,15 @@ CURVES = (Panel("adversarial (LSGAN)", ("d_cine", "d_lge", "g_adv")),
 
 def _write_run_files(out: Path, meta: dict[str, Any], history: list[dict[str, Any]], held: Any,
                      fake: np.ndarray | None) -> None:
-    write_json(out / "history.json", {"epochs": history})
-    write_json(out / "gan.json", meta)
+    gan_run.write_json(out / "history.json", {"epochs": history})
+    gan_run.write_json(out / "gan.json", meta)
     plot_history(history, out / "curves.png", CURVES)
     if fake is not None and len(held):
         k = np.unique(np.linspace(0, len(held) - 1, min(MAX_SAMPLES, len(held))).round().astype(int))
         image_grid([Column("cine (input)", held.cine[k]), Column("fake LGE", fake[k]),
                     Column("real LGE", held.per_image("lge")[k], contours=held.masks[k])],
                    out / "samples.png", [f"{held.case_ids[i]} s{int(held.slice_index[i])}" for i in k], vmax=1.2)
-    (out / "MODEL_CARD.md").write_text(model_card(meta, history))
-
-
-def model_card(meta: dict[str, Any], history: list[dict[str, Any]]) -> str:
-    """MODEL_CARD.md of a run from its gan.json content and history."""
-    s = meta["settings"]
-    last = history[-1] if history else {}
-    base = meta.get("held_out_baseline_cine_as_lge") or {}
-    val = (f"PSNR {last['val_psnr']:.2f} dB, SSIM {last['val_ssim']:.3f}" if "val_psnr" in last else "n/a")
-    return f"""# Model card: CycleGAN cine -> LGE (lgenode pipeline)
-
-Status: **{meta.get('status')}**, {meta.get('epochs_done', 0)} of {s['epochs']} epochs
-({s['steps_per_epoch']} steps x batch {s['batch_size']}), backend {meta['versions'].get('backend')}.
-
-## What it is
-Unpaired image translation (Zhu et al. 2017) from cine/bSSFP short-axis ROI slices to LGE-looking
-slices, on the 128x128, 1.25 mm LV-centred ROI of `models/preprocess.py`. `generator.keras` is the
-cine -> LGE generator ({s['generator']} generator, base {s['base_filters']} filters, instance norm,
-tanh output in [-1, 1]); `pipeline.synth.cyclegan.load_generator(folder)` wraps it.
-Losses: LSGAN adversarial, cycle L1 x {s['lambda_cycle']}, identity L1 x {s['identity_weight'] * s['lambda_cycle']},
-Adam {s['learning_rate']} (beta1 {s['beta_1']}), linear decay after {s['decay_from']:.0%} of the steps,
-image pool {s['pool_size']}; trained on random {s['crop_size']} px crops (+-{s['jitter']} px shift, flips).
-
-## Training data
-MyoPS 2020 (Zhuang / Li et al.): `_C0` (bSSFP) and `_LGE` volumes of {len(meta['train_cases'])} cases
-({len(meta['train_labelled_cases'])} labelled + the unlabelled ones), {meta['slices']['train_cine']} slices per domain, drawn
-**unpaired** (cine and LGE batches sampled independently). Held out from training (both domains):
-{', '.join(meta['held_out_cases']) or 'none'} ({meta['slices']['held_out']} slices).
-Licence: MyoPS is research-only (terms not verified; do not redistribute the data) -> these weights
-are for **non-commercial research use only**. Cite Li et al., MedIA 2023 and Zhuang, TPAMI 2019.
-
-## Intended use
-A source of synthetic LGE training images for the segmentation experiment: the fake LGE of a
-labelled cine slice is paired with that slice's ground-truth mask (C0, LGE and labels are
-co-registered in MyoPS). Not for diagnosis, not a substitute for contrast imaging.
-
-## Held-out check (paired: fake LGE vs the real LGE of the same slice, per-image normalised)
-Last epoch: {val}. Baseline "cine used as LGE": PSNR {base.get('psnr_mean', float('nan')):.2f} dB,
-SSIM {base.get('ssim_mean', float('nan')):.3f}.
-
-## Limitations
-* A cine image has no contrast-agent information: the generator cannot know where scar is. It
-  learns the LGE appearance (nulled myocardium, bright blood) and at best invents plausible
-  enhancement; the carried-over mask's infarct label is **not** guaranteed to be bright in the
-  fake image. Check the FCN-score before using it for the infarct classes.
-* Tiny training set ({meta['slices']['train_cine']} slices per domain, one centre), short CPU budget.
-* MyoPS C0/LGE were resampled by the challenge; other cine protocols (other vendors, cine
-  phases, no co-registration) are outside what it saw.
-"""
+    (out / "MODEL_CARD.md").write_text(cyclegan_card(meta, history))
 
 
 # ------------------------------------------------------------------------------------------
@@ -712,7 +654,7 @@ def generate(generator_dir: str | Path, out: str | Path, data_dir: str | Path | 
     from pipeline.synth import cine_slices as cs
 
     gdir, out = Path(generator_dir), Path(out)
-    meta = read_gan_json(gdir, KIND)
+    meta = gan_run.read_gan_json(gdir, KIND)
     cfg = CycleGANConfig.from_dict(meta["settings"])
     hold = list(meta.get("held_out_cases") or cfg.hold_out)
     if slices is None:
@@ -725,7 +667,7 @@ def generate(generator_dir: str | Path, out: str | Path, data_dir: str | Path | 
     if len(labelled) == 0:
         raise ValueError("no labelled slices to translate" + (" (held-out cases missing?)" if held_out else ""))
     fn = load_generator(gdir)
-    fake = in_batches(fn, labelled.cine, batch_size, progress, "cine->LGE")
+    fake = gan_run.in_batches(fn, labelled.cine, batch_size, progress, "cine->LGE")
     out.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {
         "images": fake.astype(np.float32), "masks": labelled.masks.astype(np.uint8),
@@ -747,7 +689,7 @@ def generate(generator_dir: str | Path, out: str | Path, data_dir: str | Path | 
     if include_unlabelled and not held_out:
         unl = train_set.select(~train_set.labelled)
         if len(unl):
-            np.savez_compressed(out / "unlabelled.npz", images=in_batches(fn, unl.cine, batch_size, progress,
+            np.savez_compressed(out / "unlabelled.npz", images=gan_run.in_batches(fn, unl.cine, batch_size, progress,
                                                                           "unlabelled"),
                                 cine=unl.cine, case_ids=np.asarray(unl.case_ids))
             info["unlabelled"] = {"n": len(unl), "file": "unlabelled.npz", "cases": unl.cases}
@@ -758,5 +700,5 @@ def generate(generator_dir: str | Path, out: str | Path, data_dir: str | Path | 
         cols.append(Column("real LGE", arrays["real"][k]))
     image_grid(cols, out / "pairs.png", [f"{labelled.case_ids[i]} s{int(labelled.slice_index[i])}" for i in k],
                vmax=1.2)
-    write_json(out / "pairs.json", info)
+    gan_run.write_json(out / "pairs.json", info)
     return info

@@ -20,8 +20,10 @@ def evaluate_synthesis_cmd(
         None, "--pix2pix", help="Trained pix2pix folder: generate from the reference masks (paired row)."),
     weights: Path | None = typer.Option(
         None, "--weights",
-        help="Weights folder of the real-trained segmenter (segmenter.keras [+ .onnx]); default models/weights "
-             "or $LGENODE_WEIGHTS_DIR."),
+        help="Weights folder of the segmenter that scores the images (segmenter.keras [+ .onnx]); default "
+             "models/weights or $LGENODE_WEIGHTS_DIR. The shipped segmenter was trained on real and pix2pix "
+             "slices; for a judge that has seen no synthetic image, give a real-only run (e.g. the experiment's "
+             "real arm)."),
     data_dir: str | None = typer.Option(
         None, "--data-dir", help="Shared data root or the emidec folder (default: $LGENODE_DATA_DIR or ../shared/data)."),
     real_fold: int | None = typer.Option(

@@ -19,20 +19,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from pipeline.synth import gan_run
+from pipeline.synth.gan_cards import pix2pix_card
 from pipeline.synth.gan_figures import Column, Panel, image_grid, plot_history
 from pipeline.synth.gan_layers import build_patch_discriminator, build_unet_generator, to_gan_range
-from pipeline.synth.gan_run import (
-    Checkpoint,
-    CheckpointLayout,
-    check_resumable,
-    in_batches,
-    read_gan_json,
-    run_generator,
-    save_model,
-    train_epochs,
-    versions,
-    write_json,
-)
 from pipeline.synth.gan_steps import NetCall, Step, Update, make_steps
 
 log = logging.getLogger(__name__)
@@ -46,7 +36,7 @@ GENERATOR_FILE = "generator.keras"
 DISCRIMINATOR_FILE = "discriminator.keras"
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
-CHECKPOINT_LAYOUT = CheckpointLayout(
+CHECKPOINT_LAYOUT = gan_run.CheckpointLayout(
     nets={"generator": GENERATOR_FILE, "discriminator": DISCRIMINATOR_FILE},
     optimizers={"g": ("g_opt.npz", "arr_{i}"), "d": ("d_opt.npz", "arr_{i}")},
     state=STATE_FILE)
@@ -317,13 +307,13 @@ class Pix2PixTrainer:
         """Take the training state from the Keras variables again (after restoring weights)."""
         self.steps.reload()
 
-    def checkpoint(self, folder: Path) -> Checkpoint:
-        return Checkpoint(folder, CHECKPOINT_LAYOUT, self.nets, {"g": self.g_opt, "d": self.d_opt}, self.steps)
+    def checkpoint(self, folder: Path) -> gan_run.Checkpoint:
+        return gan_run.Checkpoint(folder, CHECKPOINT_LAYOUT, self.nets, {"g": self.g_opt, "d": self.d_opt}, self.steps)
 
 
 def predict(generator: Callable[..., Any], masks: np.ndarray, batch_size: int = 16) -> np.ndarray:
     """Generator on label masks (N, H, W) -> images (N, H, W) float32 in [0, 1], not renormalised."""
-    return run_generator(generator, masks, one_hot, batch_size)
+    return gan_run.run_generator(generator, masks, one_hot, batch_size)
 
 
 # ------------------------------------------------------------------------------------------
@@ -382,7 +372,7 @@ def train(cfg: Pix2PixConfig, resume: bool = False, progress: bool = True) -> Pa
     history: list[dict[str, Any]] = []
     start = 0
     if checkpoint.exists():
-        check_resumable(checkpoint.read_state()["settings"], _settings(cfg), _ARCH_KEYS)
+        gan_run.check_resumable(checkpoint.read_state()["settings"], _settings(cfg), _ARCH_KEYS)
         start, state, _ = checkpoint.restore()
         history = list(state["history"])
         log.info("resuming after epoch %d", start)
@@ -399,7 +389,7 @@ def train(cfg: Pix2PixConfig, resume: bool = False, progress: bool = True) -> Pa
         "output": "image (128, 128, 1) in [-1, 1]; load_generator maps it to [0, 1] and applies "
                   "pp.normalize_intensity per image",
         "inference_dropout": cfg.inference_dropout,
-        "versions": versions(),
+        "versions": gan_run.versions(),
         "licence": LICENCE,
     }
 
@@ -420,7 +410,7 @@ def train(cfg: Pix2PixConfig, resume: bool = False, progress: bool = True) -> Pa
     if start >= cfg.epochs:
         log.info("nothing to do: %d epochs already trained", start)
     # Batches are numbered by the 0-based epoch, as in the runs this layout was first written by.
-    train_epochs(lambda epoch, index: trainer.step(*make_batch(train_pairs, cfg, epoch - 1, index)), start + 1,
+    gan_run.train_epochs(lambda epoch, index: trainer.step(*make_batch(train_pairs, cfg, epoch - 1, index)), start + 1,
                  cfg.epochs, cfg.steps_per_epoch, validate, end_epoch, progress=progress, desc="pix2pix",
                  postfix=lambda m: {"d": f"{m['d_loss']:.3f}", "adv": f"{m['g_adv']:.3f}", "l1": f"{m['g_l1']:.4f}"})
     if not (out / GENERATOR_FILE).exists() or start >= cfg.epochs:
@@ -450,9 +440,9 @@ def _mask_grid(masks: np.ndarray, real: np.ndarray | None, fake: np.ndarray, pat
 def _write_outputs(out: Path, trainer: Pix2PixTrainer, history: list[dict[str, Any]], doc: dict[str, Any],
                    sample_src: SlicePairs, sample_idx: np.ndarray) -> None:
     trainer.sync()
-    save_model(trainer.g, out / GENERATOR_FILE)
-    save_model(trainer.d, out / DISCRIMINATOR_FILE)
-    write_json(out / "history.json", {"kind": KIND, "epochs": history})
+    gan_run.save_model(trainer.g, out / GENERATOR_FILE)
+    gan_run.save_model(trainer.d, out / DISCRIMINATOR_FILE)
+    gan_run.write_json(out / "history.json", {"kind": KIND, "epochs": history})
     plot_history(history, out / "curves.png", CURVES)
     epoch = history[-1]["epoch"] if history else 0
     _mask_grid(sample_src.masks[sample_idx], np.clip(sample_src.images[sample_idx], 0, 1),
@@ -461,62 +451,8 @@ def _write_outputs(out: Path, trainer: Pix2PixTrainer, history: list[dict[str, A
     doc = {**doc, "epochs_trained": int(epoch),
            "ms_per_step_median": float(np.median([e["ms_per_step"] for e in history])) if history else None,
            "final": {k: v for k, v in (history[-1] if history else {}).items() if k != "epoch"}}
-    write_json(out / "gan.json", doc)
-    (out / "MODEL_CARD.md").write_text(model_card(doc))
-
-
-def model_card(doc: dict[str, Any]) -> str:
-    """MODEL_CARD.md of a generator folder from its gan.json content."""
-    s = doc["settings"]
-    fin = doc.get("final") or {}
-    held = doc.get("held_out_cases") or []
-    excl = (f"fold {s['exclude_fold']}'s {len(held)} validation cases were left out (use this generator "
-            f"only for fold {s['exclude_fold']}'s training run or for data that never meets those cases)"
-            if s["exclude_fold"] is not None else "no case was held out (do not use it inside a CV fold)")
-    final = ", ".join(f"{k} {v:.4g}" for k, v in fin.items() if isinstance(v, float))
-    return f"""# pix2pix generator: label mask -> LGE image (128x128 LV ROI)
-
-Trained by `lgenode pipeline pix2pix-train` ({', '.join(f'{k} {v}' for k, v in doc['versions'].items())}).
-
-## What it was trained on
-* Data: {len(doc['train_cases'])} development EMIDEC cases, {doc['n_train_slices']} short-axis LGE slices
-  (EMIDEC, CC BY-NC-SA 4.0); {excl}. Case ids are listed in gan.json.
-* Each case cut to the 128x128 ROI around its ground-truth LV centre and normalised over its ROI stack
-  (`models.preprocess.preprocess_training_stack`); EMIDEC pixels were stretched to 256x256 by the data
-  set, so pixel spacing and aspect ratio are not physical.
-* Augmentation: {s['augment']}; lesion slices drawn with probability {s['p_lesion_slice']}.
-
-## Settings
-* Generator: U-Net, base {s['base_filters']} filters, depth {s['depth']}, {s['norm']} norm, dropout {s['dropout']}
-  (3 innermost decoder levels), tanh. Discriminator: PatchGAN on one-hot mask + image, base
-  {s['disc_filters']}, {s['disc_layers']} stride-2 layers.
-* Loss: BCE (from logits) + {s['l1_lambda']} x class-weighted L1, weights {s['class_weights']}
-  (background, cavity, myocardium, infarct, no-reflow), normalised as a weighted mean
-  sum(w|G-real|)/sum(w). Adam lr {s['learning_rate']}, beta_1 {s['beta_1']}.
-* {doc.get('epochs_trained')} epochs x {s['steps_per_epoch']} steps, batch {s['batch_size']}, seed {s['seed']};
-  median {doc.get('ms_per_step_median') or float('nan'):.0f} ms/step ({doc['versions'].get('backend')}).
-* Last epoch: {final or 'n/a'}.
-
-## Use
-`pipeline.synth.pix2pix.load_generator(folder)` -> masks (N,128,128) uint8 labels 0-4 -> images
-(N,128,128) float32, `pp.normalize_intensity` per image (segmenter input convention). Inference
-dropout (pix2pix's only noise) is {'on' if doc.get('inference_dropout') else 'off'} by default.
-`lgenode pipeline pix2pix-generate --generator DIR --masks masks.npz --out OUT` writes pairs.npz.
-
-Intended use: research on synthetic augmentation of LGE segmentation training sets.
-Not for clinical use, diagnosis or any commercial purpose.
-
-## Licence
-{LICENCE}
-
-## Limitations
-* 2-D, one slice at a time, 128x128 at the segmenter's ROI convention; no through-plane consistency.
-* Intensities are relative (normalised per image), not calibrated signal; backgrounds (RV, liver,
-  chest wall) are invented from the training distribution and are not conditioned on the mask.
-* Small training set: the generator can reproduce training slices closely; realism is not
-  established by the training losses (see `lgenode pipeline evaluate-synthesis`).
-* Little diversity per mask (dropout only), as in pix2pix.
-"""
+    gan_run.write_json(out / "gan.json", doc)
+    (out / "MODEL_CARD.md").write_text(pix2pix_card(doc))
 
 
 # ------------------------------------------------------------------------------------------
@@ -575,7 +511,7 @@ def load_generator(folder: str | os.PathLike[str], *, dropout: bool | None = Non
     from models import preprocess as pp
 
     folder = Path(folder)
-    meta = read_gan_json(folder, KIND, required=False)
+    meta = gan_run.read_gan_json(folder, KIND, required=False)
     model = keras.models.load_model(folder / GENERATOR_FILE, compile=False)
     use_dropout = meta.get("inference_dropout", True) if dropout is None else bool(dropout)
     if use_dropout and any(isinstance(layer, keras.layers.Dropout) for layer in model.layers):
@@ -640,12 +576,12 @@ def generate_pairs(generator_dir: str | os.PathLike[str], masks_path: str | os.P
     """
     masks = read_masks(masks_path)
     gen = load_generator(generator_dir, dropout=dropout, seed=seed, batch_size=batch_size)
-    imgs = in_batches(gen, masks, batch_size, progress, "generate")
+    imgs = gan_run.in_batches(gen, masks, batch_size, progress, "generate")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "pairs.npz", images=imgs, masks=masks)
-    meta = read_gan_json(generator_dir, KIND, required=False)
-    write_json(out / "pairs.json", {
+    meta = gan_run.read_gan_json(generator_dir, KIND, required=False)
+    gan_run.write_json(out / "pairs.json", {
         "source": KIND, "generator": str(Path(generator_dir).resolve()), "masks": str(Path(masks_path).resolve()),
         "seed": seed, "n": len(masks),
         "inference_dropout": meta.get("inference_dropout", True) if dropout is None else bool(dropout),

@@ -84,6 +84,20 @@ def test_restore_refuses_an_optimizer_of_another_shape(tmp_path):
         R.Checkpoint(tmp_path, layout, {"gen": nets["gen"]}, opts)
 
 
+@pytest.mark.tf
+def test_a_checkpoint_without_random_generator_states_still_restores(tmp_path):
+    """Runs written before the generators were saved resume with freshly seeded ones."""
+    nets, opts, steps = _trainer()
+    layout = LAYOUTS["weights files"]
+    R.Checkpoint(tmp_path, layout, nets, opts, steps).save(4, {"pool_rng": None})
+    (tmp_path / layout.rng).unlink()
+    nets2, opts2, steps2 = _trainer()
+    epoch, state, arrays = R.Checkpoint(tmp_path, layout, nets2, opts2, steps2).restore()
+    assert epoch == 4 and set(arrays) == {"state.npz"}
+    for w1, w2 in zip(nets["disc"].get_weights(), nets2["disc"].get_weights()):
+        np.testing.assert_array_equal(w1, w2)
+
+
 def test_check_resumable_names_the_changed_settings():
     R.check_resumable({"a": 1, "b": 2}, {"a": 1, "b": 2, "epochs": 9}, ("a", "b"))
     with pytest.raises(ValueError, match="b"):
