@@ -164,6 +164,8 @@ def pix2pix_objective(l1_lambda: float) -> Callable[..., tuple[dict[str, Any], t
 # ------------------------------------------------------------------------------------------
 @dataclass
 class SlicePairs:
+    """ROI slices and their label masks, with the case of each slice."""
+
     images: np.ndarray  # (N, 128, 128) float32, pp.normalize_intensity per case ROI stack
     masks: np.ndarray  # (N, 128, 128) uint8
     case_ids: list[str]  # per slice
