@@ -100,7 +100,7 @@ export function makePanelView(React) {
       h('div', { 'data-testid': 'lge-legend', style: { display: 'flex', flexWrap: 'wrap', gap: '2px 10px', fontSize: 11, color: C.text, justifyContent: 'center' } },
         h('span', { style: { color: C.dim } }, 'Mean transmurality:'),
         TRANSMURALITY_LEGEND.map(([label, v]) => h('span', { key: label, style: { display: 'inline-flex', gap: 4, alignItems: 'center' } },
-          h(Swatch, { fill: v === null ? '#3a3f4b' : transmuralityColor(v) }),
+          h(Swatch, { fill: v === null ? NOT_COVERED_FILL : transmuralityColor(v) }),
           v === null ? 'n/c = not covered by the slices' : label))));
   }
 
