@@ -233,7 +233,7 @@ export function createActions({ servicesManager, commandsManager, extensionManag
           frameInfo: loaded.decoded.frameInfo, touched: loaded.touched });
         if (!guard.ok) {
           store.set({ lastGuard: guard });
-          notify('error', `Save ${guard.reason.startsWith('refused') ? '' : 'not done: '}${guard.reason}`);
+          notify('error', guard.reason.startsWith('refused') ? `Save ${guard.reason}` : `Not saved: ${guard.reason}`);
           return null;
         }
         const bytes = writePart10(built.dataset);

@@ -138,7 +138,7 @@ export function makePanelView(React) {
         h('div', { style: { fontSize: 15, fontWeight: 600, color: C.accent } }, 'Cardiac LGE review'),
         h('span', { 'data-testid': 'lge-status', style: { fontSize: 11, fontWeight: 700, padding: '2px 6px', borderRadius: 3, border: `1px solid ${status.color}`, color: status.color, whiteSpace: 'nowrap' } }, status.label)),
       h('div', { style: { fontSize: 12, color: C.dim }, 'data-testid': 'lge-seg-info' },
-        seg ? `${seg.SeriesDescription || 'SEG'} · series ${seg.SeriesNumber} · v${seg.version}` +
+        seg ? `${String(seg.SeriesDescription || 'SEG').replace(/\s+v\d+\s*$/i, '')} · series ${seg.SeriesNumber} · v${seg.version}` +
           (creator ? ` · edited by ${readableName(creator)}` : ` · ${seg.provenance?.segments?.[0]?.algorithmType ?? ''}`)
           : busy === 'loading' ? 'Loading…' : model.loadError ? `Could not open the segmentation: ${model.loadError}` : 'No AI segmentation in this study.'),
       seg ? h(SegmentLegend, { segments: seg.provenance?.segments }) : null,

@@ -159,22 +159,8 @@ async function findSeries(description) {
 
 const count = arr => arr.reduce((a, v) => a + (v ? 1 : 0), 0);
 
-const banner = page.locator('[data-cy="confirm-and-hide-button"]');
-async function openStudy(uid) {
-  await page.goto(`${url}/lge-review?StudyInstanceUIDs=${uid}`);
-  await page.locator('[data-testid="lge-panel"]').waitFor();
-  if (await banner.isVisible().catch(() => false)) await banner.click();
-}
-
-try {
-  step('study list (the mode button)');
-  await page.goto(`${url}/`);
-  await page.locator(`text=${params.studyListHint ?? 'LGE'}`).first().waitFor({ timeout: 30000 }).catch(() => {});
-  await page.waitForTimeout(1500);
-  await page.locator('tr, [data-cy="study-list-results"] > *').first().click({ timeout: 5000 }).catch(() => {});
-  await page.waitForTimeout(800);
-  await shot('00-study-list');
-
+// The full review flow (run_e2e.py).
+async function reviewFlow() {
   for (const extra of params.extraStudies ?? []) {
     step(`open ${extra.name}: the viewer's labelmap vs the SEG`);
     await openStudy(extra.study);
@@ -194,7 +180,7 @@ try {
   result.panel = await readPanel();
   await shot('01-opened-panel-and-ai-seg');
   dumpLabels('opened', await viewerLabels());
-  await page.locator('[data-testid="lge-reviewer"]').fill(reviewer);
+  await page.locator('[data-testid="lge-reviewer"]').fill(params.reviewerTyped ?? reviewer);
   result.saveDisabledBeforeEdit = await saveDisabled();
   result.noEditSave = await noEditSave();
   await shot('01b-no-edit-save-refused');
@@ -325,7 +311,7 @@ try {
   dumpLabels('reloaded', await viewerLabels());
 
   step('reject with comment');
-  await page.locator('[data-testid="lge-reviewer"]').fill(reviewer);
+  await page.locator('[data-testid="lge-reviewer"]').fill(params.reviewerTyped ?? reviewer);
   await page.locator('[data-testid="lge-comment"]').fill(rejectComment);
   await page.locator('[data-testid="lge-reject"]').click();
   await page.waitForFunction(() => /REJECTED/.test(document.querySelector('[data-testid="lge-status"]')?.textContent ?? ''));
@@ -333,6 +319,41 @@ try {
   result.nodeLineAfterReject = await page.locator('[data-testid="lge-node"]').innerText();
   await shot('06-rejected');
   result.ok = true;
+}
+
+const banner = page.locator('[data-cy="confirm-and-hide-button"]');
+async function openStudy(uid) {
+  await page.goto(`${url}/lge-review?StudyInstanceUIDs=${uid}`);
+  await page.locator('[data-testid="lge-panel"]').waitFor();
+  if (await banner.isVisible().catch(() => false)) await banner.click();
+}
+
+try {
+  step('study list (the mode button)');
+  await page.goto(`${url}/`);
+  const row = page.locator(`text=${params.studyListHint ?? 'LGE'}`).first();
+  await row.waitFor({ timeout: 30000 }).catch(() => {});
+  await row.click({ timeout: 5000 }).catch(() => {}); // select the study: its modes appear
+  await page.waitForTimeout(1500);
+  result.modeButton = await page.locator('text=/LGE review/').first().evaluate(el => ({
+    text: el.innerText, clipped: el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1,
+  })).catch(e => ({ error: String(e).slice(0, 200) }));
+  await shot('00-study-list');
+
+  if (params.dumpOnly) {
+    // compare_all_cases.py: open each study, keep the viewer's labelmap, nothing else
+    for (const extra of params.extraStudies ?? []) {
+      step(`open ${extra.name}`);
+      await openStudy(extra.study);
+      result.extra.push({ name: extra.name, panel: await readPanel() });
+      await shot(`case-${extra.name}`);
+      dumpLabels(extra.name, await viewerLabels());
+    }
+    result.ok = true;
+  } else {
+    await reviewFlow();
+  }
+
 } catch (e) {
   result.ok = false;
   result.error = String(e?.stack ?? e);

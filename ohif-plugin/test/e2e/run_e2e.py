@@ -60,7 +60,8 @@ CASE = "Case3001"
 MATRIX = None  # native in-plane matrix: 482 x 478 for Case3001, frames NOT byte-aligned (issue 12)
 # A second study, opened, compared and checked for the no-edit Save only: an odd x odd matrix.
 EXTRA = [("odd-191x187", "Case3002", (191, 187))]
-REVIEWER = "Doe^Jane"
+REVIEWER_TYPED = "Jane Doe"  # what the reader types in "Reviewer name"
+REVIEWER = "Doe^Jane"  # ... as a DICOM PN in the SEG and the review record
 COMMENT = "Extended the infarct into the wall (e2e)"
 REJECT_COMMENT = "On second look the extension is not convincing (e2e)"
 NESTING = [(4, 3), (3, 2)]  # inner, outer (node/encode/seg.py: the segments nest)
@@ -267,6 +268,7 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
         viewer = ViewerServer(PLUGIN, pacs.dicomweb_url, node.api_url, work).start()
         params = {"url": viewer.url, "study": study_uid, "artifacts": str(artifacts), "workDir": str(work),
                   "extraStudies": [{"name": ex["name"], "study": ex["study"]} for ex in extras], "reviewer": REVIEWER,
+                  "reviewerTyped": REVIEWER_TYPED, "studyListHint": CASE,
                   "comment": COMMENT, "rejectComment": REJECT_COMMENT, "reviewedSrDescription": SR_DESCRIPTION,
                   "timeoutMs": browser_timeout * 1000, "remeasureTimeoutMs": 90_000}
         (work / "params.json").write_text(json.dumps(params))
@@ -280,7 +282,10 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
                                                            "statusAfterReject", "nodeLine", "nodeLineAfterReject",
                                                            "saveDisabledBeforeEdit", "saveDisabledAfterEdit",
                                                            "noEditSave", "afterSave", "panelAfterSave", "extra",
-                                                           "labelDumps", "console", "elapsed_s")}
+                                                           "labelDumps", "modeButton", "console", "elapsed_s")}
+        checks.check("study list: the mode button label is not cut off",
+                     "LGE review" in ((browser.get("modeButton") or {}).get("text") or "")
+                     and (browser.get("modeButton") or {}).get("clipped") is False, browser.get("modeButton"))
 
         # ---- the viewer's labelmap = pydicom/highdicom's decode of the SEG, every frame
         def label_check(tag: str, seg_ds: pydicom.Dataset, srcs: list[str], what: str) -> None:
