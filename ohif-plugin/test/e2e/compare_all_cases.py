@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -68,7 +69,9 @@ def run(cases: list[str], artifacts: Path, weights_arg: str | None, browser_time
     try:
         node_port = free_port()
         pacs = start_pacs(work / "pacs", node_port)
-        node = start_node(work / "node", node_port, pacs, weights, work / "node.log")
+        # MyoPS Case3011 has 2 LGE slices; the node's default selection (min_slices 3) would skip it
+        node = start_node(work / "node", node_port, pacs, weights, work / "node.log",
+                          overrides={"selection": {"min_slices": 2}})
         client = DICOMwebClient(pacs.dicomweb_url)
         studies = []
         for case in cases:
@@ -82,6 +85,10 @@ def run(cases: list[str], artifacts: Path, weights_arg: str | None, browser_time
                 jobs = node.api(f"/api/jobs?study_uid={st['study']}&series_uid={st['series']}")
                 if jobs and jobs[0]["state"] == "failed":
                     raise RuntimeError(f"{st['name']}: the node's job failed: {jobs[0]['reason']}")
+                if not jobs:
+                    row = {s["series_uid"]: s for s in node.api("/api/series")}.get(st["series"]) or {}
+                    if row.get("state") == "ignored":
+                        raise RuntimeError(f"{st['name']}: the node ignored the series: {row.get('reason')}")
                 return jobs[0] if jobs and jobs[0]["state"] == "done" else None
             objects = {o["kind"]: o for o in wait_for(job, 600, f"the node's job of {st['name']}")["result"]["objects"]}
             st["seg"] = objects["seg"]
@@ -115,6 +122,8 @@ def run(cases: list[str], artifacts: Path, weights_arg: str | None, browser_time
                      f" ERROR {row['error']}" if "error" in row else "")
         if not browser.get("ok"):
             log.error("browser: %s", browser.get("error"))
+    except KeyboardInterrupt:
+        log.error("interrupted")
     finally:
         for proc in (viewer, node, pacs):
             if proc is not None:
@@ -130,7 +139,12 @@ def run(cases: list[str], artifacts: Path, weights_arg: str | None, browser_time
     return 0 if ok else 1
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # stop the PACS, node and viewer in run()'s finally
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", nargs="*", help="MyoPS cases (default: all in the data folder)")
     p.add_argument("--artifacts", type=Path, default=REPO / "test-artifacts" / "ohif-all-cases")
