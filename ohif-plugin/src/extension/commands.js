@@ -40,7 +40,7 @@ export function shownFigures(report) {
 }
 
 /** Set the brush/eraser/threshold radius (mm) of the labelmap tools and their toolbar sliders. */
-function setDrawingRadius(servicesManager, commandsManager, mm) {
+function setDrawingRadius(servicesManager, commandsManager, mm, viewportId) {
   const groups = [
     ['brush-radius', ['CircularBrush', 'SphereBrush']],
     ['eraser-radius', ['CircularEraser', 'SphereEraser']],
@@ -58,7 +58,8 @@ function setDrawingRadius(servicesManager, commandsManager, mm) {
       if (option) option.value = mm;
     }
   }
-  toolbarService?.refreshToolbarState?.({});
+  // with the viewport: the tools' evaluators disable the brush when they see none
+  if (viewportId) toolbarService?.refreshToolbarState?.({ viewportId });
 }
 
 export function createActions({ servicesManager, commandsManager, extensionManager, appConfig, store }) {
@@ -134,7 +135,7 @@ export function createActions({ servicesManager, commandsManager, extensionManag
       const segmentation = segmentationService.getSegmentation(segmentationId);
       const infarct = Object.values(segmentation?.segments ?? {}).find(sg => /infarct/i.test(sg?.label ?? ''));
       if (infarct) segmentationService.setActiveSegment(segmentationId, infarct.segmentIndex);
-      setDrawingRadius(servicesManager, commandsManager, cfg.brushRadiusMm);
+      setDrawingRadius(servicesManager, commandsManager, cfg.brushRadiusMm, vpId);
       store.set({ busy: null, dirty: false });
       await actions.lgeReviewRefresh({ segDisplaySet: segDs, segmentationId });
       return segmentationId;

@@ -189,7 +189,7 @@ async function reviewFlow() {
   // choose the slice with the most normal (non-infarct) myocardium
   const before = await sliceState();
   result.before = { sop: before.sop, counts: Object.fromEntries(Object.entries(before.masks).map(([k, v]) => [k, count(v)])) };
-  await page.locator('[data-cy="Brush-btn"]').click();
+  await page.locator('[data-cy="Brush-btn"]').click({ timeout: 60000 });
   await page.waitForTimeout(500);
   await page.evaluate(() => {
     // a small brush so the edit stays inside the wall (radius in mm)

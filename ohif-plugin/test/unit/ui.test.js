@@ -157,6 +157,7 @@ describe('mode', () => {
     const m = deriveModeInstance(base, { autoLoad, extensionUrl: 'http://x/plugins/lgenode/extension-lge-review.js' });
     expect(m.id).toBe(MODE_ID);
     expect(m.routeName).toBe('lge-review');
+    expect(m.displayName.length).toBeLessThanOrEqual(12); // the study list's mode button cuts longer labels
     expect(m.hangingProtocol).toBe(HP_ID);
     expect(m.routes[0].layoutInstance.props.rightPanels).toEqual([[PANEL_ID, '@ohif/extension-cornerstone.panelModule.panelSegmentationWithToolsLabelMap']]);
     expect(m.routes[0].layoutTemplate()).toBe(m.routes[0].layoutInstance);
