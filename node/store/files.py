@@ -33,6 +33,8 @@ class StoredFile:
     relpath: str  # relative to the store root, as indexed
     size: int
     created: bool  # False when an identical SOP Instance UID was already stored
+    # For an existing file: whether it holds exactly the bytes offered this time.
+    same_content: bool = True
 
 
 class FileStore:
@@ -86,7 +88,9 @@ class FileStore:
         """
         final = os.path.join(self.root, relpath)
         if os.path.exists(final):
-            return StoredFile(Path(final), relpath, os.stat(final).st_size, created=False)
+            size = os.stat(final).st_size
+            return StoredFile(Path(final), relpath, size, created=False,
+                              same_content=size == len(data) and _read(final) == bytes(data))
         self.check_space(len(data))
         tmp = os.path.join(self.incoming, f"{uuid.uuid4().hex}.part")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
@@ -140,6 +144,11 @@ class FileStore:
                     continue
                 for f in series.glob("*.dcm"):
                     yield f"{study.name}/{series.name}/{f.name}", f
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def _unlink(path: str) -> None:

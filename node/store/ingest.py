@@ -55,6 +55,9 @@ def index_instance(session: Session, header: InstanceHeader, relpath: str, size:
 class IngestResult:
     sop_instance_uid: str
     duplicate: bool
+    # A duplicate whose content differs from the stored copy (which is kept).
+    conflict: bool = False
+    stored_size: int | None = None
 
 
 class InstanceStore:
@@ -79,7 +82,8 @@ class InstanceStore:
         with self._uid_lock(header.sop_instance_uid):
             stored = self.files.write(relpath, encoded)
             if not stored.created:
-                return IngestResult(header.sop_instance_uid, duplicate=True)
+                return IngestResult(header.sop_instance_uid, duplicate=True, conflict=not stored.same_content,
+                                    stored_size=stored.size)
             now = utcnow()
             row = {
                 "sop_instance_uid": header.sop_instance_uid, "sop_class_uid": header.sop_class_uid,
