@@ -23,6 +23,9 @@ from pathlib import Path
 from node.store.uids import InvalidUID, is_valid_uid
 
 
+QUARANTINE_DIR = "quarantine"
+
+
 class StorageFull(OSError):
     """Free space is below the configured minimum."""
 
@@ -44,6 +47,9 @@ class FileStore:
         self.fsync = fsync
         self.incoming = self.root / ".incoming"
         self.incoming.mkdir(parents=True, exist_ok=True)
+        # Files found in the store that cannot be read as instances are moved here at start-up
+        # (never deleted: they may be evidence of a disk or peer problem). No UID is "quarantine".
+        self.quarantine = self.root / QUARANTINE_DIR
         self._known_dirs: set[Path] = set()
         self._dir_lock = threading.Lock()
 
@@ -134,10 +140,25 @@ class FileStore:
             n += 1
         return n
 
+    def move_to_quarantine(self, relpath: str) -> Path:
+        """Move a stored file out of the store, to ``quarantine/<relpath>`` (a numbered name if
+        one is already there); returns the new path."""
+        target = self.quarantine / relpath
+        n = 1
+        while target.exists():
+            target = self.quarantine / f"{relpath}.{n}"
+            n += 1
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.root / relpath, target)
+        if self.fsync:
+            _fsync_dir(target.parent)
+            _fsync_dir((self.root / relpath).parent)
+        return target
+
     def iter_files(self):  # type: ignore[no-untyped-def]
         """Every stored instance file, as (relpath, absolute path)."""
         for study in self.root.iterdir():
-            if study.name.startswith(".") or not study.is_dir():
+            if study.name.startswith(".") or study.name == QUARANTINE_DIR or not study.is_dir():
                 continue
             for series in study.iterdir():
                 if not series.is_dir():
