@@ -1,10 +1,16 @@
-"""Answer a C-STORE request whose command set carries an invalid UID, instead of aborting.
+"""Answer a malformed C-STORE request with a refusal status, instead of aborting or ignoring it.
 
-pynetdicom converts each received DIMSE message into a primitive whose UID setters reject a
-value over 64 characters; the exception aborts the whole association (with a traceback), so
-one bad request from a PACS also loses the instances queued behind it on that association.
-Here such a C-STORE request becomes a primitive without the offending Affected SOP Instance
-UID, marked with ``invalid_command_uids``; the SCP answers it 0xC001 and the association goes on.
+pynetdicom converts each received DIMSE message into a primitive:
+
+* an Affected SOP Instance UID over 64 characters makes the conversion raise, which aborts the
+  whole association (with a traceback): one bad request from a PACS also lost the instances
+  queued behind it on that association;
+* a C-STORE request without a data set is dropped as "not a valid request" without any answer:
+  the sender waits for its DIMSE timeout.
+
+Here such a request becomes a C-STORE primitive marked with ``lgenode_refusal`` (status,
+reason, the offending UID as sent); the SCP answers it with that status, and the association
+goes on.
 """
 
 from __future__ import annotations
@@ -16,37 +22,45 @@ from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import DIMSEMessage
 
-# Only the instance UID: an invalid SOP Class UID cannot match a negotiated context anyway.
-_COMMAND_UIDS = ("AffectedSOPInstanceUID",)
+from node.receive.header import STATUS_CANNOT_UNDERSTAND, STATUS_INVALID_UID
+
+_NO_DATASET = 0x0101  # Command Data Set Type: no data set follows
+
+
+def _without(primitive: Any, keyword: str) -> None:
+    # Still a request to serve (pynetdicom ignores one missing a mandatory field); the response
+    # then leaves the field out, which C-STORE-RSP allows for the instance UID (U(=)).
+    primitive.REQUEST_KEYWORDS = tuple(k for k in primitive.REQUEST_KEYWORDS if k != keyword)
 
 
 def _to_primitive(msg: DIMSEMessage) -> Any:
     convert = type(msg).message_to_primitive
-    try:
+    if type(msg).__name__ != "C_STORE_RQ":
         return convert(msg)
-    except ValueError:
-        if type(msg).__name__ != "C_STORE_RQ":
-            raise
     cs = msg.command_set
-    removed: dict[str, Any] = {}
-    for kw in _COMMAND_UIDS:
-        if kw in cs:
-            value = cs[kw].value
-            text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-            if not 0 < len(text.strip("\0 ")) <= 64:
-                removed[kw] = cs[kw]
-                del cs[kw]
-    if not removed:
-        return convert(msg)  # something else is wrong: let pynetdicom abort as before
+    refusal: tuple[int, str, str | None] | None = None
+    removed = None
+    if "AffectedSOPInstanceUID" in cs:
+        value = cs["AffectedSOPInstanceUID"].value
+        text = (value.decode("latin-1") if isinstance(value, bytes) else str(value or "")).strip("\0 ")
+        if len(text) > 64:
+            # Only the instance UID: an invalid SOP Class UID cannot match a negotiated context.
+            removed = cs["AffectedSOPInstanceUID"]
+            del cs["AffectedSOPInstanceUID"]
+            refusal = (STATUS_INVALID_UID, f"request's Affected SOP Instance UID is not a valid UID "
+                                           f"({len(text)} characters)", text[:80])
     try:
         primitive = convert(msg)
     finally:
-        for elem in removed.values():
-            cs.add(elem)
-    primitive.invalid_command_uids = sorted(removed)
-    # Still a request to serve (pynetdicom ignores one missing a mandatory field); the response
-    # then leaves the UID out, which C-STORE-RSP allows (U(=)).
-    primitive.REQUEST_KEYWORDS = tuple(k for k in type(primitive).REQUEST_KEYWORDS if k not in removed)
+        if removed is not None:
+            cs.add(removed)
+    if removed is not None:
+        _without(primitive, "AffectedSOPInstanceUID")
+    if cs.get("CommandDataSetType", _NO_DATASET) == _NO_DATASET:
+        _without(primitive, "DataSet")
+        refusal = refusal or (STATUS_CANNOT_UNDERSTAND, "C-STORE request without a data set", None)
+    if refusal is not None:
+        primitive.lgenode_refusal = refusal
     return primitive
 
 
@@ -59,7 +73,7 @@ class TolerantDIMSE(DIMSEServiceProvider):
         super().receive_primitive(primitive)
 
 
-def tolerate_invalid_command_uids(assoc: Association) -> None:
+def tolerate_malformed_requests(assoc: Association) -> None:
     """Install on a new acceptor association, before its threads start (EVT_CONN_OPEN)."""
     if type(assoc.dimse) is DIMSEServiceProvider:
         assoc.dimse.__class__ = TolerantDIMSE

@@ -188,6 +188,10 @@ def parse_header(encoded_with_meta: bytes, *, affected_sop_class: str, affected_
             raise Refusal(STATUS_CANNOT_UNDERSTAND, f"deflated dataset could not be inflated: {exc}") from None
     _check_vr_encoding(data, tsx.is_implicit_VR)
     raw, has_pixels = _walk(data, tsx.is_implicit_VR, tsx.is_little_endian)
+    raw_uids = {_KEYWORDS[tag]: r for tag, r in raw.items() if _KEYWORDS[tag] in _UID_KEYS}
+    for name, r in raw_uids.items():
+        if r.value is None and r.length:  # not read by the walk: far longer than any UID
+            raise Refusal(STATUS_INVALID_UID, f"{name} is not a valid UID ({r.length} bytes)")
     try:
         # Converted element by element (not through a Dataset, whose keyword and character
         # set look-ups per access were most of the parse time).
@@ -195,7 +199,6 @@ def parse_header(encoded_with_meta: bytes, *, affected_sop_class: str, affected_
         charset = raw.pop(_CHARSET_TAG, None)
         if charset is not None:
             encoding = convert_encodings(convert_raw_data_element(charset).value)
-        raw_uids = {_KEYWORDS[tag]: r for tag, r in raw.items() if _KEYWORDS[tag] in _UID_KEYS}
         elems = {_KEYWORDS[tag]: convert_raw_data_element(r, encoding=encoding) for tag, r in raw.items()}
     except Exception as exc:
         raise Refusal(STATUS_CANNOT_UNDERSTAND, f"dataset could not be parsed (malformed value): {exc}") from None

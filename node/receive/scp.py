@@ -16,7 +16,7 @@ from node.config import DicomConfig
 from node.receive import reactor
 from node.receive.acl import PeerPolicy
 from node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
-from node.receive.dimse import tolerate_invalid_command_uids
+from node.receive.dimse import tolerate_malformed_requests
 from node.receive.header import STATUS_INVALID_UID, STATUS_OUT_OF_RESOURCES, STATUS_SUCCESS, Refusal, parse_header
 from node.store.files import StorageFull
 from node.store.ingest import InstanceStore
@@ -77,7 +77,7 @@ class StorageSCP:
         assoc = event.assoc
         # An id that ties together every log line of one association (refusals, rejections).
         assoc.lgenode_id = uuid.uuid4().hex[:12]
-        tolerate_invalid_command_uids(assoc)
+        tolerate_malformed_requests(assoc)
         sock = assoc.dul.socket
         if sock is not None and sock.socket is not None:
             sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -114,10 +114,10 @@ class StorageSCP:
         # Who sent what, on every refusal line (D6): the instance, the peer and the association.
         where = {"sop_instance_uid": _shown(req.AffectedSOPInstanceUID), "calling_ae": calling,
                  "peer": assoc.requestor.address, "association": getattr(assoc, "lgenode_id", None)}
-        invalid = getattr(req, "invalid_command_uids", None)
-        if invalid:
-            return self._refused(STATUS_INVALID_UID, f"request's {', '.join(invalid)} is not a valid UID "
-                                 "(longer than 64 characters)", where)
+        refusal = getattr(req, "lgenode_refusal", None)  # a malformed request (node/receive/dimse.py)
+        if refusal is not None:
+            status, reason, uid = refusal
+            return self._refused(status, reason, {**where, "sop_instance_uid": uid or where["sop_instance_uid"]})
         try:
             encoded = event.encoded_dataset(include_meta=True)
             # The dataset is the tail of `encoded` (pynetdicom prepends preamble + file meta),

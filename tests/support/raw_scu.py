@@ -75,7 +75,9 @@ class RawStoreSCU:
         req.Priority = 2
         req.AffectedSOPClassUID = sop_class
         req._affected_sop_instance_uid = UID(sop_instance)  # bypasses the 64-character check on purpose
-        req.DataSet = BytesIO(dataset)
+        # No bytes: a request without a data set (Command Data Set Type 0x0101); pynetdicom would
+        # otherwise announce a data set and send none, and the peer would rightly wait for it.
+        req.DataSet = BytesIO(dataset) if dataset else None
         assoc = self.assoc
         assoc._reactor_checkpoint.clear()  # as send_c_store does: pause the reactor while we wait
         try:

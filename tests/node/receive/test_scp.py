@@ -324,3 +324,15 @@ def test_duplicate_with_other_content_keeps_first_and_is_logged(scp, core, caplo
     assert metrics.DUPLICATE_CONFLICTS._value.get() == before + 1  # the identical re-send is no conflict
     [rec] = [r for r in caplog.records if "different content" in r.getMessage()]
     assert rec.sop_instance_uid == first.SOPInstanceUID and rec.levelname == "WARNING"
+
+
+def test_store_request_without_data_set_is_answered(scp, core) -> None:
+    """A C-STORE-RQ that says no data set follows was dropped unanswered (the sender waited for
+    its DIMSE timeout); it is refused 0xC000 and the association goes on."""
+    from tests.support.raw_scu import RawStoreSCU
+
+    good = _mr()
+    with RawStoreSCU(scp.port, [(MR, [EXPLICIT])], dimse_timeout=5) as scu:
+        assert scu.store(b"", sop_class=MR, sop_instance=good.SOPInstanceUID, transfer_syntax=EXPLICIT) == 0xC000
+        assert scu.store(_raw(good, False), sop_class=MR, sop_instance=good.SOPInstanceUID,
+                         transfer_syntax=EXPLICIT) == 0x0000
