@@ -33,6 +33,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from io import BytesIO
+from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
@@ -393,6 +394,43 @@ def _set_raw(ds: Dataset, tag: int, value: bytes, ts: str) -> None:
         value += b"\x00"
     ds[tag] = RawDataElement(Tag(tag), "UI", len(value), value, 0, ts == ImplicitVRLittleEndian,
                              ts != ExplicitVRBigEndian)
+
+
+def series(n: int, *, description: str = "LGE PSIR SAX", size: int = 128, seed: int = 0) -> list[Dataset]:
+    """One valid MR stack (parallel slices 8 mm apart, one matrix) that the LGE rules select:
+    MR_small's header with smooth synthetic pixels, so no research data is needed."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    study, series_uid, frame = _uid(), _uid(), _uid()
+    yy, xx = np.mgrid[0:size, 0:size]
+    out = []
+    for k in range(n):
+        ds = mr(StudyInstanceUID=study, SeriesInstanceUID=series_uid)
+        ring = np.exp(-((np.hypot(yy - size / 2, xx - size / 2) - size / 6) ** 2) / (size / 20) ** 2)
+        img = (800 * ring + 200 * rng.random((size, size))).astype(np.uint16)
+        ds.Rows = ds.Columns = size
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.PixelData = img.tobytes()
+        ds.SeriesDescription = description
+        ds.FrameOfReferenceUID = frame
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [-100.0, -100.0, 8.0 * k]
+        ds.PixelSpacing = [1.5, 1.5]
+        ds.SliceThickness = 8.0
+        ds.InstanceNumber = k + 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
+        out.append(ds)
+    return out
+
+
+def write(ds: Dataset, path: Path, ts: str = ExplicitVRLittleEndian) -> Path:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ts
+    ds.file_meta = meta
+    ds.save_as(path, enforce_file_format=True)
+    return path
 
 
 def _with_uid_bytes(ds: Dataset, kw: str, value: bytes, ts: str) -> bytes:

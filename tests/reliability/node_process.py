@@ -39,7 +39,7 @@ def echo(port: int, *, calling_ae: str = "TESTSCU", timeout: float = 10.0) -> bo
 
 
 class NodeProcess:
-    def __init__(self, workdir: Path, sections: str = "", *, workers: int = 0) -> None:
+    def __init__(self, workdir: Path, extra: str = "", *, workers: int = 0, min_free_mb: int = 1) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port, self.api_port = free_port(), free_port()
@@ -52,7 +52,7 @@ dicom:
   allowed_peers: [{{ae_title: TESTSCU}}, {{ae_title: STORESCU}}, {{ae_title: ECHOSCU}}]
 storage:
   root: store
-  min_free_mb: 1
+  min_free_mb: {min_free_mb}
 database:
   url: sqlite:///node.db
 series:
@@ -66,7 +66,7 @@ api:
   port: {self.api_port}
 logging:
   level: INFO
-{sections}
+{extra}
 """)
         self.log_path = workdir / "node.log"
         self.proc: subprocess.Popen[bytes] | None = None
