@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 import warnings
@@ -41,14 +42,27 @@ def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     # "skipped: maximum number of running instances" is routine for a sweep still running.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    # pydicom logs each of its warnings and also issues it as a Python warning: keep the
+    # latter only, which _show_warning logs without the quoted values. (A filter, not a level:
+    # importing pydicom sets its logger's level.)
+    logging.getLogger("pydicom").addFilter(_errors_only)
     route_to_logging()
+
+
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: TextIO | None = None, line: str | None = None) -> None:
-    # Instead of warnings' own two-line text on stderr (pydicom warns about odd values).
-    logging.getLogger("py.warnings").warning(str(message), extra={"category": category.__name__,
-                                                                  "source": f"{filename}:{lineno}"})
+    # Instead of warnings' own two-line text on stderr. pydicom warns about odd values and
+    # quotes them ("Invalid value for VR PN: '...'"): a value may be patient data, so quoted
+    # text is left out.
+    logging.getLogger("py.warnings").warning(_QUOTED.sub("'…'", str(message)),
+                                             extra={"category": category.__name__, "source": f"{filename}:{lineno}"})
 
 
 def _thread_exception(args: threading.ExceptHookArgs) -> None:

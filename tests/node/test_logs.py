@@ -15,7 +15,7 @@ from node.logs import setup_logging
 setup_logging("INFO", "json")
 from pydicom.dataset import Dataset
 ds = Dataset()
-ds.PatientAge = "way too long for AS"   # pydicom warns (UserWarning)
+ds.PatientBirthDate = "19xx0704"   # pydicom warns (UserWarning), quoting the value
 warnings.warn("second\nline", UserWarning)
 try:
     1 / 0
@@ -35,6 +35,7 @@ def test_warnings_and_tracebacks_are_one_json_object_per_line() -> None:
     records = [json.loads(line) for line in lines]  # each line parses on its own
     by_msg = {rec["msg"].split(" ")[0]: rec for rec in records}
     assert any(rec["logger"] == "py.warnings" and rec["category"] == "UserWarning" for rec in records)
+    assert "19xx0704" not in r.stderr  # the warning's quoted value (patient data) is left out
     assert "ZeroDivisionError" in by_msg["failed"]["exc"]
     threaded = next(rec for rec in records if rec["msg"] == "uncaught exception in a thread")
     assert threaded["thread_name"] == "boom" and "ZeroDivisionError" in threaded["exc"]
