@@ -188,7 +188,7 @@ def parse_header(encoded_with_meta: bytes, *, affected_sop_class: str, affected_
             raise Refusal(STATUS_CANNOT_UNDERSTAND, f"deflated dataset could not be inflated: {exc}") from None
     _check_vr_encoding(data, tsx.is_implicit_VR)
     raw, has_pixels = _walk(data, tsx.is_implicit_VR, tsx.is_little_endian)
-    raw_uids = {_KEYWORDS[tag]: r for tag, r in raw.items() if _KEYWORDS[tag] in _UID_KEYS}
+    raw_uids = {_KEYWORDS[tag]: r for tag, r in raw.items() if _KEYWORDS.get(tag) in _UID_KEYS}
     for name, r in raw_uids.items():
         if r.value is None and r.length:  # not read by the walk: far longer than any UID
             raise Refusal(STATUS_INVALID_UID, f"{name} is not a valid UID ({r.length} bytes)")

@@ -383,6 +383,12 @@ def valid() -> list[Case]:
     for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
         ds = sr()
         cases.append(_case(f"valid SR ({ts.name})", "valid", ds, ts, OK, sop_class=SR))
+        ds = mr(SpecificCharacterSet="ISO_IR 100", SeriesDescription="Séquence tardive")
+        cases.append(_case(f"valid MR with a character set ({ts.name})", "valid", ds, ts, OK))
+        ds = mr(SpecificCharacterSet="ISO_IR 100")
+        sop = str(ds.SOPInstanceUID)
+        cases.append(_case(f"StudyInstanceUID letters, with a character set ({ts.name})", "invalid UID", ds, ts,
+                           INVALID_UID, data=_with_uid_bytes(ds, "StudyInstanceUID", b"1.2.abc", ts), sop_instance=sop))
     for name, ts in (("MR_small_RLE.dcm", RLELossless), ("MR_small_jp2klossless.dcm", JPEG2000Lossless)):
         cases.append(_case(f"valid MR ({ts.name})", "valid", compressed(name), ts, OK))
     return cases
