@@ -1,16 +1,11 @@
-"""Answer a malformed C-STORE request with a refusal status, instead of aborting or ignoring it.
+"""Answer a C-STORE request whose Affected SOP Instance UID is invalid, instead of aborting.
 
-pynetdicom converts each received DIMSE message into a primitive:
-
-* an Affected SOP Instance UID over 64 characters makes the conversion raise, which aborts the
-  whole association (with a traceback): one bad request from a PACS also lost the instances
-  queued behind it on that association;
-* a C-STORE request without a data set is dropped as "not a valid request" without any answer:
-  the sender waits for its DIMSE timeout.
-
-Here such a request becomes a C-STORE primitive marked with ``lgenode_refusal`` (status,
-reason, the offending UID as sent); the SCP answers it with that status, and the association
-goes on.
+pynetdicom converts each received DIMSE message into a primitive; an Affected SOP Instance UID
+over 64 characters makes the conversion raise, which aborts the whole association (with a
+traceback): one bad request from a PACS also lost the instances queued behind it on that
+association. Here such a request becomes a C-STORE primitive without that UID, marked with
+``lgenode_refusal`` (status, reason, the UID as sent); the SCP answers it 0xC001 and the
+association goes on.
 """
 
 from __future__ import annotations
@@ -22,9 +17,7 @@ from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import DIMSEMessage
 
-from node.receive.header import STATUS_CANNOT_UNDERSTAND, STATUS_INVALID_UID
-
-_NO_DATASET = 0x0101  # Command Data Set Type: no data set follows
+from node.receive.header import STATUS_INVALID_UID
 
 
 def _without(primitive: Any, keyword: str) -> None:
@@ -56,10 +49,6 @@ def _to_primitive(msg: DIMSEMessage) -> Any:
             cs.add(removed)
     if removed is not None:
         _without(primitive, "AffectedSOPInstanceUID")
-    if cs.get("CommandDataSetType", _NO_DATASET) == _NO_DATASET:
-        _without(primitive, "DataSet")
-        refusal = refusal or (STATUS_CANNOT_UNDERSTAND, "C-STORE request without a data set", None)
-    if refusal is not None:
         primitive.lgenode_refusal = refusal
     return primitive
 

@@ -327,8 +327,7 @@ def test_duplicate_with_other_content_keeps_first_and_is_logged(scp, core, caplo
 
 
 def test_store_request_without_data_set_is_answered(scp, core) -> None:
-    """A C-STORE-RQ that says no data set follows was dropped unanswered (the sender waited for
-    its DIMSE timeout); it is refused 0xC000 and the association goes on."""
+    """A C-STORE-RQ that says no data set follows is refused 0xC000 and the association goes on."""
     from tests.support.raw_scu import RawStoreSCU
 
     good = _mr()
