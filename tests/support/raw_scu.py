@@ -27,7 +27,7 @@ class RawStoreSCU:
     """``with RawStoreSCU(port, [(sop_class, [ts, ...]), ...]) as scu: scu.store(...)``."""
 
     def __init__(self, port: int, contexts: Iterable[tuple[str, list[str]]], *, host: str = "127.0.0.1",
-                 calling_ae: str = "TESTSCU", called_ae: str = "LGENODE", dimse_timeout: float = 30.0) -> None:
+                 calling_ae: str = "TESTSCU", called_ae: str = "LGENODE", dimse_timeout: float = 60.0) -> None:
         self.ae = AE(ae_title=calling_ae)
         self.ae.dimse_timeout = dimse_timeout
         self.ae.acse_timeout = dimse_timeout
