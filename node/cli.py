@@ -55,6 +55,9 @@ def send(
         raise typer.Exit(2)
     report = send_files(files, host=host, port=port, called_ae=called_ae, calling_ae=calling_ae, progress=True)
     typer.echo(f"sent {report.ok}/{len(files)} ok, {report.failed} failed, {report.skipped} not DICOM")
+    if report.error:
+        typer.echo(f"error: {report.error}", err=True)
+        raise typer.Exit(1)
     for path, status in report.failures[:20]:
         typer.echo(f"  {path}: {status}", err=True)
     raise typer.Exit(0 if report.failed == 0 and report.ok > 0 else 1)
@@ -70,8 +73,10 @@ def echo(
     from node.send import echo as do_echo
 
     status = do_echo(host=host, port=port, called_ae=called_ae, calling_ae=calling_ae)
+    if status != "Success":
+        typer.echo(f"error: {status}", err=True)
+        raise typer.Exit(1)
     typer.echo(status)
-    raise typer.Exit(0 if status == "Success" else 1)
 
 
 def _table(rows: list[dict[str, object]], cols: list[str]) -> str:

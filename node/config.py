@@ -8,6 +8,7 @@ environment variables override keys directly (see ``ENV_OVERRIDES``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -44,11 +45,28 @@ def _check_ae(value: str) -> str:
     return value
 
 
+def _check_ip(value: str, what: str) -> str:
+    """An IP address literal (v4 or v6). Names are refused: a listen address must be one of
+    this host's addresses, and a peer is matched on the address it connects from."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address ({what})") from None
+    return value
+
+
 class AllowedPeer(_Strict):
     ae_title: str = Field(description="Calling AE title the peer uses")
     host: str | None = Field(default=None, description="If set, the peer must also connect from this IP")
 
     _ae = field_validator("ae_title")(classmethod(lambda cls, v: _check_ae(v)))
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        # The peer's source IP is compared as text: a host name could never match.
+        return None if v is None else _check_ip(v, "the peer's source address is compared with it; "
+                                                   "a host name never matches")
 
 
 class DicomConfig(_Strict):
@@ -65,6 +83,11 @@ class DicomConfig(_Strict):
     dimse_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
 
     _ae = field_validator("ae_title")(classmethod(lambda cls, v: _check_ae(v)))
+
+    @field_validator("bind_address")
+    @classmethod
+    def _bind(cls, v: str) -> str:
+        return _check_ip(v, "listen address: 127.0.0.1, an address of this host, or 0.0.0.0 for all")
 
     @field_validator("max_pdu_size")
     @classmethod
@@ -104,6 +127,13 @@ class SelectionConfig(_Strict):
     min_slices: Annotated[int, Field(ge=1)] = 3
     max_slices: Annotated[int, Field(ge=1)] = 60
     require_consistent_geometry: bool = True
+
+    @model_validator(mode="after")
+    def _slice_range(self) -> "SelectionConfig":
+        if self.min_slices > self.max_slices:
+            raise ValueError(f"min_slices ({self.min_slices}) is greater than max_slices ({self.max_slices}): "
+                             "no series could be selected")
+        return self
 
     @field_validator("description_patterns", "exclude_patterns")
     @classmethod
@@ -179,6 +209,11 @@ class ApiConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        return _check_ip(v, "listen address: 127.0.0.1, an address of this host, or 0.0.0.0 for all")
+
 
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -186,7 +221,9 @@ class LoggingConfig(_Strict):
 
 
 class NodeConfig(_Strict):
-    dicom: DicomConfig = Field(default_factory=lambda: DicomConfig(allow_any_peer=True))
+    # No default here: a file without a dicom: section gets DicomConfig's own defaults
+    # (allow_any_peer false), see _dicom_section; only load_config(None) accepts any peer.
+    dicom: DicomConfig
     storage: StorageConfig = Field(default_factory=StorageConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     series: SeriesConfig = Field(default_factory=SeriesConfig)
@@ -199,6 +236,19 @@ class NodeConfig(_Strict):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     # Directory that relative paths in this file are resolved against (set by the loader).
     base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dicom_section(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "dicom" not in data:
+            data = {**data, "dicom": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _ports(self) -> "NodeConfig":
+        if self.api.enabled and self.dicom.port != 0 and self.api.port == self.dicom.port:
+            raise ValueError(f"api.port equals dicom.port ({self.dicom.port}): the two listeners need their own ports")
+        return self
 
     @model_validator(mode="after")
     def _unique_destinations(self) -> "NodeConfig":
@@ -268,7 +318,11 @@ def load_config(path: Path | str | None = None, *, environ: dict[str, str] | Non
     Raises ConfigError with a message that names each bad key.
     """
     env = os.environ if environ is None else environ
-    data: dict[str, Any] = {}
+    # The one rule for allow_any_peer: without a file (the embedded defaults, also when
+    # environment variables override some keys) any calling AE is accepted, for trying the node
+    # on a laptop; in a file it is false unless the file says true, so a deployed node only
+    # accepts the peers its file lists.
+    data: dict[str, Any] = {"dicom": {"allow_any_peer": True}}
     source = "embedded defaults"
     base_dir = Path.cwd()
     if path is not None:

@@ -14,3 +14,7 @@ JOB_SECONDS = Histogram("lgenode_job_seconds", "Job duration by stage", ["stage"
 QUEUE_DEPTH = Gauge("lgenode_jobs_queued", "Jobs waiting to run")
 FREE_BYTES = Gauge("lgenode_storage_free_bytes", "Free bytes on the storage volume")
 REVIEWS = Counter("lgenode_reviews_total", "Review decisions recorded", ["decision"])
+DUPLICATE_CONFLICTS = Counter("lgenode_duplicate_conflicts_total",
+                              "Instances re-sent under a stored SOP Instance UID with different content (first kept)")
+QUARANTINED_FILES = Counter("lgenode_quarantined_files_total",
+                            "Unreadable files moved out of the store into quarantine/ at start-up")

@@ -10,6 +10,8 @@ from pydicom.errors import InvalidDicomError
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from node.deliver.association import open_association
+
 
 @dataclass
 class SendReport:
@@ -18,6 +20,7 @@ class SendReport:
     skipped: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)  # SOPInstanceUID -> status
+    error: str | None = None  # why nothing could be sent (no connection, association rejected)
 
 
 def send_files(files: list[Path], *, host: str, port: int, called_ae: str, calling_ae: str = "LGESEND",
@@ -37,11 +40,12 @@ def send_files(files: list[Path], *, host: str, port: int, called_ae: str, calli
     ae = AE(ae_title=calling_ae)
     for c, t in contexts[:127]:
         ae.add_requested_context(c, [t])
-    assoc = ae.associate(host, port, ae_title=called_ae)
-    if not assoc.is_established:
+    assoc, failure = open_association(ae, host, port, called_ae)
+    if assoc is None or failure is not None:
+        report.error = failure
         for f, _, _ in headers:
             report.failed += 1
-            report.failures.append((str(f), "association rejected or peer unreachable"))
+            report.failures.append((str(f), failure or "association not established"))
         return report
     try:
         for f, _, _ in tqdm(headers, disable=not progress, unit="img", desc="C-STORE"):
@@ -62,9 +66,9 @@ def send_files(files: list[Path], *, host: str, port: int, called_ae: str, calli
 def echo(*, host: str, port: int, called_ae: str, calling_ae: str = "LGESEND") -> str:
     ae = AE(ae_title=calling_ae)
     ae.add_requested_context(Verification)
-    assoc = ae.associate(host, port, ae_title=called_ae)
-    if not assoc.is_established:
-        return "association rejected or peer unreachable"
+    assoc, failure = open_association(ae, host, port, called_ae)
+    if assoc is None or failure is not None:
+        return failure or "association not established"
     try:
         status = assoc.send_c_echo()
         return "Success" if status and status.Status == 0 else f"status {getattr(status, 'Status', None)}"

@@ -125,9 +125,12 @@ class NodeService:
 
         from node.api.app import create_app
 
-        app = create_app(self.core.sessions, self.core.files.root, lambda: self.scp.running)
+        app = create_app(self.core.sessions, self.core.files.root, lambda: self.scp.running,
+                         min_free_mb=self.cfg.storage.min_free_mb,
+                         workers=lambda: (sum(w.alive for w in self.workers), len(self.workers)))
+        # log_config=None: uvicorn's errors go to our handler (JSON, one line each), not its own text one.
         config = uvicorn.Config(app, host=self.cfg.api.host, port=self.cfg.api.port, log_level="warning",
-                                access_log=False)
+                                access_log=False, log_config=None)
         self._api_server = uvicorn.Server(config)
         self._api_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         threading.Thread(target=self._api_server.run, name="api", daemon=True).start()

@@ -1,19 +1,20 @@
-"""FastAPI application: /health, /metrics, /api/jobs, /api/series."""
+"""FastAPI application: /health, /ready, /metrics, /api/jobs, /api/series."""
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import node
 from node import metrics
+from node.api.health import HealthSources, health_router
 from node.db.models import Job, Review, Series
 
 
@@ -78,26 +79,13 @@ def latest_reviews(s: Session, job_ids: list[int]) -> dict[int, Review]:
     return out
 
 
-def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Callable[[], bool]) -> FastAPI:
+def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Callable[[], bool], *,
+               min_free_mb: int = 0, workers: Callable[[], tuple[int, int]] | None = None) -> FastAPI:
     app = FastAPI(title="LGE AI node", version=node.__version__,
                   description="Cardiac LGE AI node: health, metrics, jobs and series.")
 
-    @app.get("/health")
-    def health(response: Response) -> dict[str, Any]:
-        checks: dict[str, Any] = {}
-        try:
-            with sessions() as s:
-                s.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:  # pragma: no cover - reported, not raised
-            checks["database"] = f"error: {type(exc).__name__}"
-        checks["dicom_scp"] = "ok" if scp_alive() else "down"
-        free = shutil.disk_usage(store_root).free
-        metrics.FREE_BYTES.set(free)
-        checks["storage_free_bytes"] = free
-        ok = checks["database"] == "ok" and checks["dicom_scp"] == "ok"
-        response.status_code = 200 if ok else 503
-        return {"status": "ok" if ok else "degraded", "version": node.__version__, "checks": checks}
+    # Liveness and readiness (node/api/health.py): public, they report states, not data.
+    app.include_router(health_router(HealthSources(sessions, Path(store_root), scp_alive, min_free_mb, workers)))
 
     @app.get("/metrics")
     def prometheus() -> Response:

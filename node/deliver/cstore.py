@@ -20,6 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.status import code_to_category
 
+from node.deliver.association import open_association
 from node.deliver.destinations import CStoreDestination, DeliveryResult
 
 __all__ = ["send_cstore", "load_objects"]
@@ -66,16 +67,11 @@ def send_cstore(objects: Sequence[Dataset | str | Path], dest: CStoreDestination
     for sop_class, syntaxes in contexts.items():
         ae.add_requested_context(sop_class, syntaxes)
 
-    try:
-        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
-    except (OSError, RuntimeError) as exc:  # e.g. name resolution
-        log.warning("C-STORE to %s: association failed: %s", dest.label, exc)
-        return _fail_all(datasets, f"association failed: {exc}")
-    if not assoc.is_established:
-        reason = ("rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted
-                  else "not established")
-        log.warning("C-STORE to %s: association %s", dest.label, reason)
-        return _fail_all(datasets, f"association {reason}")
+    assoc, failure = open_association(ae, dest.host, dest.port, dest.ae_title)
+    if assoc is None or failure is not None:
+        # Refused connection, A-ASSOCIATE-RJ (with its reason) or abort: each said as such.
+        log.warning("C-STORE to %s failed: %s", dest.label, failure)
+        return _fail_all(datasets, failure or "association not established")
 
     results: list[DeliveryResult] = []
     try:

@@ -110,6 +110,7 @@ class Outbox:
                 final: bool = False) -> int:
         now = utcnow()
         ok = 0
+        errors: list[str] = []
         with self.sessions.begin() as s:
             for item in items:
                 row = s.get(Delivery, item.id)
@@ -124,6 +125,7 @@ class Outbox:
                     continue
                 row.last_error = (error or (res.detail if res else "no result from transport")
                                   or f"status {res.status if res else None}")[:1000]
+                errors.append(row.last_error)
                 if final or row.attempts >= self.policy.max_attempts:
                     row.state = DeliveryState.FAILED
                 else:
@@ -131,9 +133,11 @@ class Outbox:
             if ok:
                 log.info("delivered", extra={"count": ok, "destination": items[0].destination})
             if ok < len(items):
+                # The errors of this attempt (`items` are the rows as loaded, before it: their
+                # last_error is the previous attempt's, None the first time).
                 log.warning("delivery failed; will retry", extra={
                     "count": len(items) - ok, "destination": items[0].destination,
-                    "error": next((r.last_error for r in items if r.last_error), None)})
+                    "error": errors[0] if errors else None, "distinct_errors": len(set(errors))})
         return ok
 
 

@@ -17,6 +17,7 @@ from pydicom.dataelem import convert_raw_data_element
 from pydicom.datadict import tag_for_keyword
 from pydicom.filereader import data_element_generator, read_preamble
 from pydicom.uid import UID
+from pydicom.valuerep import VR
 
 from node.receive.contexts import IMAGE_SOP_CLASSES
 from node.store.uids import is_valid_uid
@@ -78,6 +79,27 @@ _SEQ_DELIMITER_LE = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _SEQ_DELIMITER_BE = b"\xff\xfe\xe0\xdd\x00\x00\x00\x00"
 # Values longer than this are skipped (seek), not read: only the length is checked.
 _DEFER_BYTES = 1024
+# The VRs an explicit-VR encoding may carry (PS3.5 6.2); two characters each.
+_EXPLICIT_VRS = frozenset(v.value for v in VR if len(v.value) == 2)
+
+
+def _check_vr_encoding(data: bytes, implicit: bool) -> None:
+    """Refuse a dataset whose first element is not encoded the way the transfer syntax says.
+
+    Explicit VR bytes read as implicit (or the reverse) are mis-parsed, not rejected, by a
+    plain walk: implicit bytes read as explicit can even look complete and be stored as a file
+    no reader can parse (DCMTK's storescp aborts the association here). The first element
+    tells: bytes 4-5 are a VR in explicit VR and the low half of a length in implicit VR.
+    """
+    if len(data) < 8:
+        return  # too short for an element: _walk refuses it
+    looks_explicit = data[4:6].decode("latin-1") in _EXPLICIT_VRS
+    if not implicit and not looks_explicit:
+        raise Refusal(STATUS_CANNOT_UNDERSTAND, "dataset is not explicit VR although the presentation context's "
+                                                 "transfer syntax is (implicit VR bytes? transfer syntax mismatch)")
+    if implicit and looks_explicit:
+        raise Refusal(STATUS_CANNOT_UNDERSTAND, "dataset looks explicit VR although the presentation context's "
+                                                 "transfer syntax is implicit VR (transfer syntax mismatch)")
 
 
 def _walk(data: bytes, implicit: bool, little: bool) -> tuple[dict[int, Any], bool]:
@@ -106,6 +128,8 @@ def _walk(data: bytes, implicit: bool, little: bool) -> tuple[dict[int, Any], bo
                 end = elem.value_tell + elem.length
                 if end > total:
                     raise Refusal(STATUS_CANNOT_UNDERSTAND, f"element {elem.tag} is truncated")
+            if not implicit and elem.VR not in _EXPLICIT_VRS:
+                raise Refusal(STATUS_CANNOT_UNDERSTAND, f"element {elem.tag} has no valid VR ({elem.VR!r})")
             tag = int(elem.tag)
             if tag in _WANTED_TAGS:
                 wanted[tag] = elem
@@ -119,6 +143,18 @@ def _walk(data: bytes, implicit: bool, little: bool) -> tuple[dict[int, Any], bo
         # The generator stops quietly on a partial element header (1-11 bytes left).
         raise Refusal(STATUS_CANNOT_UNDERSTAND, f"dataset ends inside an element header at byte {end} of {total}")
     return wanted, has_pixels
+
+
+_UID_KEYS = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def _uid_as_sent(elem: Any) -> str | None:
+    value = getattr(elem, "value", None)
+    if not isinstance(value, bytes):
+        return None  # deferred: longer than any UID
+    text = value.decode("latin-1")
+    # One padding byte to an even length: NUL as PS3.5 says, or a space as some writers do.
+    return text[:-1] if len(value) % 2 == 0 and text[-1:] in ("\x00", " ") else text
 
 
 def find_dataset_offset(encoded_with_meta: bytes) -> int:
@@ -150,7 +186,12 @@ def parse_header(encoded_with_meta: bytes, *, affected_sop_class: str, affected_
             data = zlib.decompress(data, -zlib.MAX_WBITS)
         except zlib.error as exc:
             raise Refusal(STATUS_CANNOT_UNDERSTAND, f"deflated dataset could not be inflated: {exc}") from None
+    _check_vr_encoding(data, tsx.is_implicit_VR)
     raw, has_pixels = _walk(data, tsx.is_implicit_VR, tsx.is_little_endian)
+    raw_uids = {_KEYWORDS[tag]: r for tag, r in raw.items() if _KEYWORDS.get(tag) in _UID_KEYS}
+    for name, r in raw_uids.items():
+        if r.value is None and r.length:  # not read by the walk: far longer than any UID
+            raise Refusal(STATUS_INVALID_UID, f"{name} is not a valid UID ({r.length} bytes)")
     try:
         # Converted element by element (not through a Dataset, whose keyword and character
         # set look-ups per access were most of the parse time).
@@ -162,14 +203,16 @@ def parse_header(encoded_with_meta: bytes, *, affected_sop_class: str, affected_
     except Exception as exc:
         raise Refusal(STATUS_CANNOT_UNDERSTAND, f"dataset could not be parsed (malformed value): {exc}") from None
     values = {k: elems[k].value if k in elems else None
-              for k in ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID")}
+              for k in _UID_KEYS}
 
     for name, v in values.items():
         if v is None or str(v) == "":
             raise Refusal(STATUS_CANNOT_UNDERSTAND, f"{name} missing")
     uids = {k: str(v) for k, v in values.items()}
     for name, v in uids.items():
-        if not is_valid_uid(v):
+        # The bytes as sent, not pydicom's value: its UID type strips surrounding whitespace,
+        # so "1.2.3\n" would pass as "1.2.3". Only the padding byte is allowed.
+        if not is_valid_uid(v) or _uid_as_sent(raw_uids[name]) != v:
             raise Refusal(STATUS_INVALID_UID, f"{name} is not a valid UID")
     if uids["SOPInstanceUID"] != affected_sop_instance:
         raise Refusal(STATUS_DATASET_MISMATCH, "SOPInstanceUID differs from the request's Affected SOP Instance UID")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+import uuid
 from typing import Any
 
 from pynetdicom import AE, evt
@@ -15,6 +16,7 @@ from node.config import DicomConfig
 from node.receive import reactor
 from node.receive.acl import PeerPolicy
 from node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
+from node.receive.dimse import tolerate_malformed_requests
 from node.receive.header import STATUS_INVALID_UID, STATUS_OUT_OF_RESOURCES, STATUS_SUCCESS, Refusal, parse_header
 from node.store.files import StorageFull
 from node.store.ingest import InstanceStore
@@ -72,7 +74,11 @@ class StorageSCP:
 
     # -- handlers --------------------------------------------------------
     def _on_conn_open(self, event: evt.Event) -> None:
-        sock = event.assoc.dul.socket
+        assoc = event.assoc
+        # An id that ties together every log line of one association (refusals, rejections).
+        assoc.lgenode_id = uuid.uuid4().hex[:12]
+        tolerate_malformed_requests(assoc)
+        sock = assoc.dul.socket
         if sock is not None and sock.socket is not None:
             sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -83,12 +89,14 @@ class StorageSCP:
         calling = rq.calling_ae_title if isinstance(rq.calling_ae_title, str) else rq.calling_ae_title.decode()
         address = assoc.requestor.address
         decision = self.policy.decide(called, calling, address)
+        ids = {"association": getattr(assoc, "lgenode_id", None), "calling_ae": calling.strip(),
+               "called_ae": called.strip(), "peer": address}
         if decision.accept:
             metrics.ASSOCIATIONS.labels("accepted").inc()
+            log.info("association accepted", extra=ids)
             return
         metrics.ASSOCIATIONS.labels("rejected").inc()
-        log.warning("association rejected", extra={"calling_ae": calling.strip(), "called_ae": called.strip(),
-                                                     "peer": address, "reason": decision.reason})
+        log.warning("association rejected", extra={**ids, "reason": decision.reason})
         assert decision.reject is not None
         assoc.acse.send_reject(*decision.reject)
         # As pynetdicom does for its own rejections: wait until the DUL has sent the
@@ -101,7 +109,15 @@ class StorageSCP:
     def _on_store(self, event: evt.Event) -> int:
         t0 = time.perf_counter()
         req = event.request
-        calling = event.assoc.requestor.ae_title.strip()
+        assoc = event.assoc
+        calling = assoc.requestor.ae_title.strip()
+        # Who sent what, on every refusal line (D6): the instance, the peer and the association.
+        where = {"sop_instance_uid": _shown(req.AffectedSOPInstanceUID), "calling_ae": calling,
+                 "peer": assoc.requestor.address, "association": getattr(assoc, "lgenode_id", None)}
+        refusal = getattr(req, "lgenode_refusal", None)  # a malformed request (node/receive/dimse.py)
+        if refusal is not None:
+            status, reason, uid = refusal
+            return self._refused(status, reason, {**where, "sop_instance_uid": uid or where["sop_instance_uid"]})
         try:
             encoded = event.encoded_dataset(include_meta=True)
             # The dataset is the tail of `encoded` (pynetdicom prepends preamble + file meta),
@@ -117,23 +133,37 @@ class StorageSCP:
             )
             result = self.store.ingest(header, encoded, calling)
         except Refusal as exc:
-            metrics.INSTANCES_RECEIVED.labels("refused").inc()
-            log.warning("instance refused", extra={"status": f"0x{exc.status:04X}", "reason": exc.reason,
-                                                    "calling_ae": calling})
-            return exc.status
+            return self._refused(exc.status, exc.reason, where)
         except InvalidUID as exc:
-            metrics.INSTANCES_RECEIVED.labels("refused").inc()
-            log.warning("instance refused", extra={"status": f"0x{STATUS_INVALID_UID:04X}", "reason": str(exc)})
-            return STATUS_INVALID_UID
+            return self._refused(STATUS_INVALID_UID, str(exc), where)
         except StorageFull as exc:
-            metrics.INSTANCES_RECEIVED.labels("out_of_resources").inc()
-            log.error("instance refused: storage full", extra={"reason": str(exc)})
-            return STATUS_OUT_OF_RESOURCES
-        except Exception:
+            return self._refused(STATUS_OUT_OF_RESOURCES, f"storage full: {exc}", where, outcome="out_of_resources",
+                                 level=logging.ERROR)
+        except Exception as exc:
             # Disk or database failure: the peer must keep the instance and retry later.
+            log.error("instance refused: could not be stored", exc_info=True,
+                      extra={**where, "status": f"0x{STATUS_OUT_OF_RESOURCES:04X}",
+                             "reason": f"{type(exc).__name__}: {exc}"})
             metrics.INSTANCES_RECEIVED.labels("out_of_resources").inc()
-            log.exception("instance refused: could not be stored")
             return STATUS_OUT_OF_RESOURCES
+        if result.conflict:
+            # D9: same SOP Instance UID, other content. The first copy is kept (as Orthanc does by
+            # default) and the sender told Success, but the conflict is logged and counted.
+            metrics.DUPLICATE_CONFLICTS.inc()
+            log.warning("duplicate SOP Instance UID with different content: kept the first copy",
+                        extra={**where, "series_uid": header.series_uid, "stored_bytes": result.stored_size,
+                               "received_bytes": len(encoded)})
         metrics.INSTANCES_RECEIVED.labels("duplicate" if result.duplicate else "stored").inc()
         metrics.STORE_SECONDS.observe(time.perf_counter() - t0)
         return STATUS_SUCCESS
+
+    def _refused(self, status: int, reason: str, where: dict[str, Any], *, outcome: str = "refused",
+                 level: int = logging.WARNING) -> int:
+        metrics.INSTANCES_RECEIVED.labels(outcome).inc()
+        log.log(level, "instance refused", extra={**where, "status": f"0x{status:04X}", "reason": reason})
+        return status
+
+
+def _shown(uid: object) -> str | None:
+    """A request UID for the log: as sent, cut short (it may be anything a peer sends)."""
+    return None if uid is None else str(uid)[:80]

@@ -23,6 +23,9 @@ from pathlib import Path
 from node.store.uids import InvalidUID, is_valid_uid
 
 
+QUARANTINE_DIR = "quarantine"
+
+
 class StorageFull(OSError):
     """Free space is below the configured minimum."""
 
@@ -33,6 +36,8 @@ class StoredFile:
     relpath: str  # relative to the store root, as indexed
     size: int
     created: bool  # False when an identical SOP Instance UID was already stored
+    # For an existing file: whether it holds exactly the bytes offered this time.
+    same_content: bool = True
 
 
 class FileStore:
@@ -42,6 +47,9 @@ class FileStore:
         self.fsync = fsync
         self.incoming = self.root / ".incoming"
         self.incoming.mkdir(parents=True, exist_ok=True)
+        # Files found in the store that cannot be read as instances are moved here at start-up
+        # (never deleted: they may be evidence of a disk or peer problem). No UID is "quarantine".
+        self.quarantine = self.root / QUARANTINE_DIR
         self._known_dirs: set[Path] = set()
         self._dir_lock = threading.Lock()
 
@@ -86,7 +94,9 @@ class FileStore:
         """
         final = os.path.join(self.root, relpath)
         if os.path.exists(final):
-            return StoredFile(Path(final), relpath, os.stat(final).st_size, created=False)
+            size = os.stat(final).st_size
+            return StoredFile(Path(final), relpath, size, created=False,
+                              same_content=size == len(data) and _read(final) == bytes(data))
         self.check_space(len(data))
         tmp = os.path.join(self.incoming, f"{uuid.uuid4().hex}.part")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
@@ -130,16 +140,36 @@ class FileStore:
             n += 1
         return n
 
+    def move_to_quarantine(self, relpath: str) -> Path:
+        """Move a stored file out of the store, to ``quarantine/<relpath>`` (a numbered name if
+        one is already there); returns the new path."""
+        target = self.quarantine / relpath
+        n = 1
+        while target.exists():
+            target = self.quarantine / f"{relpath}.{n}"
+            n += 1
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.root / relpath, target)
+        if self.fsync:
+            _fsync_dir(target.parent)
+            _fsync_dir((self.root / relpath).parent)
+        return target
+
     def iter_files(self):  # type: ignore[no-untyped-def]
         """Every stored instance file, as (relpath, absolute path)."""
         for study in self.root.iterdir():
-            if study.name.startswith(".") or not study.is_dir():
+            if study.name.startswith(".") or study.name == QUARANTINE_DIR or not study.is_dir():
                 continue
             for series in study.iterdir():
                 if not series.is_dir():
                     continue
                 for f in series.glob("*.dcm"):
                     yield f"{study.name}/{series.name}/{f.name}", f
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def _unlink(path: str) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from node import metrics
 from node.db.models import Instance, Series, SeriesState, utcnow
 from node.receive.header import InstanceHeader, Refusal, parse_header
 from node.series.tracking import record_instance
@@ -55,6 +56,9 @@ def index_instance(session: Session, header: InstanceHeader, relpath: str, size:
 class IngestResult:
     sop_instance_uid: str
     duplicate: bool
+    # A duplicate whose content differs from the stored copy (which is kept).
+    conflict: bool = False
+    stored_size: int | None = None
 
 
 class InstanceStore:
@@ -79,7 +83,8 @@ class InstanceStore:
         with self._uid_lock(header.sop_instance_uid):
             stored = self.files.write(relpath, encoded)
             if not stored.created:
-                return IngestResult(header.sop_instance_uid, duplicate=True)
+                return IngestResult(header.sop_instance_uid, duplicate=True, conflict=not stored.same_content,
+                                    stored_size=stored.size)
             now = utcnow()
             row = {
                 "sop_instance_uid": header.sop_instance_uid, "sop_class_uid": header.sop_class_uid,
@@ -135,13 +140,29 @@ class InstanceStore:
             try:
                 header = _header_from_file(path)
             except Refusal as exc:
-                log.warning("unindexable file left in store", extra={"path": relpath, "reason": exc.reason})
+                self._quarantine(relpath, exc.reason)
+                continue
+            except Exception as exc:  # empty, not DICOM, unreadable: pydicom raises all sorts
+                self._quarantine(relpath, f"{type(exc).__name__}: {exc}")
                 continue
             with self._lock, self.sessions.begin() as session:
                 added += index_instance(session, header, relpath, path.stat().st_size, late_policy=self.late_policy)
         if added:
             log.info("re-indexed files found without an index row", extra={"count": added})
         return added
+
+    def _quarantine(self, relpath: str, reason: str) -> None:
+        """One bad file must not keep the node from starting (D1): set it aside, say why."""
+        try:
+            moved = self.files.move_to_quarantine(relpath)
+        except OSError as exc:
+            log.error("unreadable file in store could not be quarantined; left in place",
+                      extra={"path": relpath, "reason": reason, "error": str(exc)})
+            return
+        metrics.QUARANTINED_FILES.inc()
+        log.warning("unreadable file in store moved to quarantine",
+                    extra={"path": relpath, "quarantined_as": str(moved.relative_to(self.files.root)),
+                           "reason": reason[:300]})
 
 
 def _header_from_file(path: Path) -> InstanceHeader:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 
 # PS3.5 §9.1: components of digits separated by '.', no leading zero in a multi-digit
-# component, at most 64 characters.
-_UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
+# component, at most 64 characters. fullmatch: `$` would also accept a trailing newline.
+_UID_RE = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+")
 
 
 def is_valid_uid(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= 64 and _UID_RE.match(value) is not None
+    return isinstance(value, str) and 0 < len(value) <= 64 and _UID_RE.fullmatch(value) is not None
 
 
 class InvalidUID(ValueError):

@@ -87,3 +87,21 @@ def test_send_and_echo_commands(scp, core) -> None:
     r = subprocess.run([LGENODE, "send", "--port", str(scp.port), "--aet", "NOBODY", get_testdata_file("MR_small.dcm")],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "association rejected" in r.stderr
+
+
+def test_echo_and_send_say_what_went_wrong(scp) -> None:
+    """D7: a closed port and an AE rejection were both "association rejected or peer unreachable"."""
+    from pydicom.data import get_testdata_file
+
+    from tests.conftest import free_port
+
+    closed = free_port()
+    r = subprocess.run([LGENODE, "echo", "--port", str(closed)], capture_output=True, text=True)
+    assert r.returncode == 1 and f"cannot connect to 127.0.0.1:{closed}: connection refused" in r.stderr
+    r = subprocess.run([LGENODE, "echo", "--port", str(scp.port), "--aet", "NOBODY"], capture_output=True, text=True)
+    assert r.returncode == 1 and "association rejected" in r.stderr and "Calling AE title not recognised" in r.stderr
+    r = subprocess.run([LGENODE, "echo", "--port", str(scp.port), "--aec", "OTHER"], capture_output=True, text=True)
+    assert r.returncode == 1 and "Called AE title not recognised" in r.stderr
+    r = subprocess.run([LGENODE, "send", "--port", str(closed), get_testdata_file("MR_small.dcm")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "connection refused" in r.stderr

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,17 @@ def test_embedded_defaults_load() -> None:
         ("- just a list\n", "top level must be a mapping"),
         ("dicom: {port: [\n", "not valid YAML"),
         ("database:\n  url: ${LGENODE_TEST_UNSET_VAR}\n", "LGENODE_TEST_UNSET_VAR is not set"),
+        # D2: in a file, allow_any_peer defaults to false, with or without a dicom: section.
+        ("storage:\n  min_free_mb: 10\n", "dicom: Value error, allowed_peers is empty"),
+        ("dicom:\n  port: 11200\n", "dicom: Value error, allowed_peers is empty"),
+        # D8: settings that cannot work.
+        ("dicom:\n  bind_address: 10.0.0.300\n  allow_any_peer: true\n", "dicom.bind_address"),
+        ("dicom:\n  bind_address: my-host\n  allow_any_peer: true\n", "dicom.bind_address"),
+        ("dicom:\n  allow_any_peer: true\napi:\n  host: 'localhost '\n", "api.host"),
+        ("dicom:\n  port: 9000\n  allow_any_peer: true\napi:\n  port: 9000\n", "api.port equals dicom.port"),
+        ("dicom:\n  allow_any_peer: true\nselection:\n  min_slices: 12\n  max_slices: 8\n",
+         "min_slices (12) is greater than max_slices (8)"),
+        ("dicom:\n  allowed_peers: [{ae_title: PACS, host: pacs.example.org}]\n", "dicom.allowed_peers.0.host"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -63,6 +75,26 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, expected: str) -> N
     with pytest.raises(ConfigError) as exc:
         load_config(p, environ={})
     assert expected in str(exc.value)
+
+
+def test_no_config_file_accepts_any_peer_even_with_env_overrides(tmp_path: Path) -> None:
+    """D2: without a file the embedded defaults accept any peer; an environment override (here
+    LGENODE_PORT) does not turn them into a file-like config that no peer may send to."""
+    cfg = load_config(None, environ={"LGENODE_PORT": "11200"})
+    assert cfg.dicom.port == 11200 and cfg.dicom.allow_any_peer
+    env = {k: v for k, v in os.environ.items() if k != "LGENODE_CONFIG"}
+    lgenode = Path(sys.executable).with_name("lgenode")
+    r = subprocess.run([lgenode, "config", "check"], capture_output=True, text=True, cwd=tmp_path,
+                       env={**env, "LGENODE_PORT": "11200"})
+    assert r.returncode == 0 and ":11200" in r.stdout, r.stderr
+
+
+def test_peer_hosts_and_bind_addresses_accept_ip_addresses(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("dicom:\n  bind_address: '::'\n  allowed_peers: [{ae_title: A, host: 10.1.2.3}, {ae_title: B, host: '::1'}]\n"
+                 "api:\n  host: 0.0.0.0\n  port: 8081\n")
+    cfg = load_config(p, environ={})
+    assert [pp.host for pp in cfg.dicom.allowed_peers] == ["10.1.2.3", "::1"]
 
 
 def test_env_substitution_and_overrides(tmp_path: Path) -> None:

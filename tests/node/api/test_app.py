@@ -49,3 +49,61 @@ def test_review_decisions_are_recorded_and_listed(core) -> None:
     assert client.post(f"/api/jobs/{job['id']}/review", json={"decision": "accepted", "comment": "x" * 2000}).status_code == 422
     assert client.post("/api/jobs/999/review", json={"decision": "accepted"}).status_code == 404
     assert client.get("/api/jobs/999/reviews").status_code == 404
+
+
+def test_health_reports_degraded_states_and_ready_is_separate(core, tmp_path) -> None:
+    """D3: /health said "ok" while every C-STORE was refused 0xA700 for low disk. Degraded states
+    come with reasons, and /ready (can the node receive now?) is distinct from liveness."""
+    import shutil
+
+    from node.db.models import Delivery
+
+    free_mb = shutil.disk_usage(core.files.root).free // (1024 * 1024)
+    state = {"scp": True, "workers": (1, 1), "min_free_mb": 1}
+
+    def client_for(min_free_mb: int) -> TestClient:
+        return TestClient(create_app(core.sessions, core.files.root, lambda: state["scp"], min_free_mb=min_free_mb,
+                                     workers=lambda: state["workers"]))
+
+    ok = client_for(1)
+    r = ok.get("/health")
+    assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["reasons"] == []
+    assert ok.get("/ready").status_code == 200 and ok.get("/ready").json()["ready"] is True
+
+    low = client_for(free_mb + 1024)  # the disk is below the configured minimum
+    r = low.get("/health")
+    assert r.status_code == 200 and r.json()["status"] == "degraded"
+    assert any("below storage.min_free_mb" in why for why in r.json()["reasons"])
+    r = low.get("/ready")
+    assert r.status_code == 503 and any("0xA700" in why for why in r.json()["reasons"])
+
+    with core.sessions.begin() as s:  # a delivery waiting for its retry
+        s.add(Series(series_uid="1.2.3.5", study_uid="1.2.3", state="selected"))
+        s.flush()
+        job = Job(series_uid="1.2.3.5", study_uid="1.2.3", next_attempt_at=utcnow())
+        s.add(job)
+        s.flush()
+        s.add(Delivery(job_id=job.id, destination="pacs", kind="seg", sop_instance_uid="1.2.3.9", sop_class_uid="1.2",
+                       path="x", attempts=1, last_error="cannot connect", next_attempt_at=utcnow()))
+    r = ok.get("/health")
+    assert r.json()["status"] == "degraded" and any("deliveries failing: 1" in why for why in r.json()["reasons"])
+    assert ok.get("/ready").status_code == 200  # still receives
+
+    state["workers"] = (0, 1)
+    r = ok.get("/health")
+    assert r.status_code == 503 and r.json()["status"] == "down"
+    assert any("job workers stopped" in why for why in r.json()["reasons"])
+    state["workers"] = (1, 1)
+
+    bad = TestClient(create_app(_broken_sessions(tmp_path), core.files.root, lambda: True, min_free_mb=1))
+    r = bad.get("/health")
+    assert r.status_code == 200 and r.json()["status"] == "degraded" and "database unreachable" in r.json()["reasons"]
+    assert bad.get("/ready").status_code == 503
+
+
+def _broken_sessions(tmp_path):  # type: ignore[no-untyped-def]
+    """Sessions on a database that cannot be opened (its path is a folder)."""
+    from node.db.session import make_engine, session_factory
+
+    (tmp_path / "db-is-a-folder").mkdir()
+    return session_factory(make_engine(f"sqlite:///{tmp_path / 'db-is-a-folder'}"))

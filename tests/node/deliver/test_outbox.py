@@ -96,7 +96,7 @@ def test_gives_up_after_max_attempts(node_config, deliver_case) -> None:
     from node.core import build_core
     from node.config import NodeConfig
 
-    dests = NodeConfig.model_validate({"destinations": [
+    dests = NodeConfig.model_validate({"dicom": {"allow_any_peer": True}, "destinations": [
         {"type": "cstore", "name": "pacs", "host": "127.0.0.1", "port": free_port(), "ae_title": "PACS"}]}).destinations
     cfg = node_config().model_copy(update={"destinations": dests})
     cfg = cfg.model_copy(update={"delivery": cfg.delivery.model_copy(update={"max_attempts": 2, "retry_backoff_seconds": 0})})
@@ -120,3 +120,27 @@ def test_backoff_is_exponential_and_capped(node_config) -> None:
     core = build_core(cfg)
     ob = Outbox(core.sessions, core.files.root, cfg)
     assert [ob.backoff(a) for a in (1, 2, 3, 4, 5)] == [10, 20, 40, 60, 60]
+
+
+def test_first_failure_is_logged_and_recorded_with_its_reason(node_config, deliver_case, caplog) -> None:
+    """D7: the first failed attempt logged "error": null, and a refused connection was recorded
+    as "association aborted"."""
+    import logging
+
+    from node.app import build_core
+    from node.config import NodeConfig
+
+    port = free_port()
+    dests = NodeConfig.model_validate({"dicom": {"allow_any_peer": True}, "destinations": [
+        {"type": "cstore", "name": "pacs", "host": "127.0.0.1", "port": port, "ae_title": "PACS"}]}).destinations
+    cfg = node_config().model_copy(update={"destinations": dests})
+    core = build_core(cfg)
+    job_id, outgoing = _queue_objects(core, deliver_case[1])
+    outbox = Outbox(core.sessions, core.files.root, cfg)
+    outbox.enqueue(job_id, outgoing)
+    caplog.set_level(logging.INFO, logger="node.deliver")
+    assert outbox.run_due() == 0
+    [rec] = [r for r in caplog.records if r.getMessage() == "delivery failed; will retry"]
+    assert rec.error == f"cannot connect to 127.0.0.1:{port}: connection refused (nothing listens on that port)"
+    with core.sessions() as s:
+        assert {r.last_error for r in s.scalars(select(Delivery))} == {rec.error}

@@ -218,3 +218,120 @@ def test_database_failure_answers_out_of_resources_and_leaves_nothing(scp, core,
         conn.execute(text("DROP TABLE instances"))  # the index is gone: storing cannot be completed
     assert _send_raw(scp.port, _variant(tmp_path, "x.dcm", lambda ds: None)) == 0xA700
     assert stored_files(core.files.root) == []
+
+
+# -- issue 13: defects found by the reliability trial -------------------------------------------
+
+EXPLICIT, IMPLICIT = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"
+
+
+def _mr(**changes: object):  # type: ignore[no-untyped-def]
+    ds = dcmread(get_testdata_file("MR_small.dcm"))
+    ds.SOPInstanceUID = generate_uid()
+    for k, v in changes.items():
+        setattr(ds, k, v)
+    return ds
+
+
+def _raw(ds, implicit: bool) -> bytes:  # type: ignore[no-untyped-def]
+    from pynetdicom.dsutils import encode
+
+    data = encode(ds, implicit, True)
+    assert data is not None
+    return data
+
+
+def test_implicit_bytes_on_explicit_context_refused(scp, core) -> None:
+    """D4: implicit-VR bytes sent on an Explicit VR Little Endian context are refused 0xC000
+    (they were stored as if explicit, a file no reader can parse)."""
+    from tests.support.raw_scu import RawStoreSCU
+
+    a, b = _mr(), _mr()
+    with RawStoreSCU(scp.port, [(MR, [EXPLICIT]), (MR, [IMPLICIT])]) as scu:
+        assert scu.store(_raw(a, implicit=True), sop_class=MR, sop_instance=a.SOPInstanceUID,
+                         transfer_syntax=EXPLICIT) == 0xC000
+        assert scu.store(_raw(b, implicit=False), sop_class=MR, sop_instance=b.SOPInstanceUID,
+                         transfer_syntax=IMPLICIT) == 0xC000
+        assert scu.alive
+        assert scu.store(_raw(a, implicit=False), sop_class=MR, sop_instance=a.SOPInstanceUID,
+                         transfer_syntax=EXPLICIT) == 0x0000
+    assert len(stored_files(core.files.root)) == 1
+
+
+def test_overlong_affected_sop_instance_uid_refused_not_aborted(scp, core) -> None:
+    """D5: an Affected SOP Instance UID over 64 characters is answered 0xC001; the association
+    stays up (it was aborted with a traceback)."""
+    from tests.support.raw_scu import RawStoreSCU
+
+    long_uid = "1.2." + "3" * 70
+    bad, good = _mr(SOPInstanceUID=long_uid), _mr()
+    with RawStoreSCU(scp.port, [(MR, [EXPLICIT])]) as scu:
+        assert scu.store(_raw(bad, False), sop_class=MR, sop_instance=long_uid, transfer_syntax=EXPLICIT) == 0xC001
+        assert scu.alive
+        assert scu.store(_raw(good, False), sop_class=MR, sop_instance=good.SOPInstanceUID,
+                         transfer_syntax=EXPLICIT) == 0x0000
+    assert len(stored_files(core.files.root)) == 1
+
+
+def test_uid_with_trailing_newline_refused(scp, core) -> None:
+    """D5: a UID ending in a newline is not a valid UID (``re.match`` with ``$`` let it pass)."""
+    from tests.support.raw_scu import RawStoreSCU
+
+    ds = _mr(SeriesInstanceUID="1.2.3.44444")  # odd length: encoded with one NUL of padding
+    data = _raw(ds, False).replace(b"1.2.3.44444\x00", b"1.2.3.44444\n")  # (pydicom strips it if set)
+    with RawStoreSCU(scp.port, [(MR, [EXPLICIT])]) as scu:
+        assert scu.store(data, sop_class=MR, sop_instance=ds.SOPInstanceUID, transfer_syntax=EXPLICIT) == 0xC001
+    assert stored_files(core.files.root) == []
+
+
+def test_refusal_log_names_instance_peer_and_association(scp, core, caplog) -> None:
+    """D6: a refusal's log line carries the SOP Instance UID, the peer address and the association."""
+    import logging
+
+    from tests.support.raw_scu import RawStoreSCU
+
+    ds = _mr(SeriesInstanceUID="1.2.03")
+    caplog.set_level(logging.INFO, logger="node.receive.scp")
+    with RawStoreSCU(scp.port, [(MR, [EXPLICIT])]) as scu:
+        assert scu.store(_raw(ds, False), sop_class=MR, sop_instance=ds.SOPInstanceUID,
+                         transfer_syntax=EXPLICIT) == 0xC001
+    [rec] = [r for r in caplog.records if r.getMessage() == "instance refused"]
+    assert rec.sop_instance_uid == ds.SOPInstanceUID and rec.peer == "127.0.0.1" and rec.status == "0xC001"
+    assert "SeriesInstanceUID" in rec.reason and rec.calling_ae == "TESTSCU"
+    [acc] = [r for r in caplog.records if r.getMessage() == "association accepted"]
+    assert rec.association and rec.association == acc.association
+
+
+def test_duplicate_with_other_content_keeps_first_and_is_logged(scp, core, caplog) -> None:
+    """D9: a re-sent SOP Instance UID with different content: Success, the first copy kept,
+    the conflict logged and counted (it was silent)."""
+    import logging
+
+    from node import metrics
+    from tests.support.raw_scu import RawStoreSCU
+
+    first = _mr()
+    second = _mr(SOPInstanceUID=first.SOPInstanceUID, SeriesDescription="changed")
+    first.SeriesDescription = "original"
+    before = metrics.DUPLICATE_CONFLICTS._value.get()
+    caplog.set_level(logging.INFO, logger="node.receive.scp")
+    with RawStoreSCU(scp.port, [(MR, [EXPLICIT])]) as scu:
+        for ds in (first, first, second):
+            assert scu.store(_raw(ds, False), sop_class=MR, sop_instance=ds.SOPInstanceUID,
+                             transfer_syntax=EXPLICIT) == 0x0000
+    [stored] = stored_files(core.files.root)
+    assert dcmread(stored).SeriesDescription == first.SeriesDescription
+    assert metrics.DUPLICATE_CONFLICTS._value.get() == before + 1  # the identical re-send is no conflict
+    [rec] = [r for r in caplog.records if "different content" in r.getMessage()]
+    assert rec.sop_instance_uid == first.SOPInstanceUID and rec.levelname == "WARNING"
+
+
+def test_store_request_without_data_set_is_answered(scp, core) -> None:
+    """A C-STORE-RQ that says no data set follows is refused 0xC000 and the association goes on."""
+    from tests.support.raw_scu import RawStoreSCU
+
+    good = _mr()
+    with RawStoreSCU(scp.port, [(MR, [EXPLICIT])], dimse_timeout=5) as scu:
+        assert scu.store(b"", sop_class=MR, sop_instance=good.SOPInstanceUID, transfer_syntax=EXPLICIT) == 0xC000
+        assert scu.store(_raw(good, False), sop_class=MR, sop_instance=good.SOPInstanceUID,
+                         transfer_syntax=EXPLICIT) == 0x0000

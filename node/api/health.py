@@ -1,0 +1,128 @@
+"""Liveness (/health) and readiness (/ready), each with the reasons behind its answer.
+
+* ``/health`` — is the process alive and are its parts running? 200 with ``"ok"`` or
+  ``"degraded"`` (storage below ``storage.min_free_mb``, database unreachable, deliveries
+  failing: states a restart does not fix, listed in ``reasons``); 503 ``"down"`` when a part of
+  the process has stopped (DICOM SCP not listening, a job worker thread dead): restart it.
+* ``/ready`` — can the node accept and store instances now? 200 only with the SCP listening, the
+  database reachable and free space above the minimum; else 503 with the reasons (a sender
+  would get 0xA700). Failing deliveries do not make the node unready: it still receives.
+
+Both stay public whatever API authentication is configured (probes carry no credentials), so
+they report states and counts, never identifiers or patient data.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from fastapi import APIRouter, Response
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+import node
+from node import metrics
+from node.db.models import Delivery, DeliveryState, utcnow
+
+# A delivery that failed for good this recently still makes /health "degraded".
+FAILED_DELIVERY_WINDOW = timedelta(hours=24)
+
+
+@dataclass
+class HealthSources:
+    sessions: sessionmaker[Session]
+    store_root: Path
+    scp_alive: Callable[[], bool]
+    min_free_mb: int = 0
+    # (alive, configured) job worker threads; None: no workers in this process.
+    workers: Callable[[], tuple[int, int]] | None = None
+
+
+def _checks(src: HealthSources) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
+    """The checks, and the reasons the node is down / not ready / degraded."""
+    checks: dict[str, Any] = {}
+    down: list[str] = []
+    unready: list[str] = []
+    degraded: list[str] = []
+
+    db_ok = True
+    try:
+        with src.sessions() as s:
+            s.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        db_ok = False
+        checks["database"] = f"error: {type(exc).__name__}"
+        unready.append("database unreachable")
+        degraded.append("database unreachable")
+
+    if src.scp_alive():
+        checks["dicom_scp"] = "ok"
+    else:
+        checks["dicom_scp"] = "down"
+        down.append("DICOM SCP not listening")
+        unready.append("DICOM SCP not listening")
+
+    free = shutil.disk_usage(src.store_root).free
+    metrics.FREE_BYTES.set(free)
+    minimum = src.min_free_mb * 1024 * 1024
+    checks["storage_free_bytes"] = free
+    checks["storage_min_free_bytes"] = minimum
+    if free < minimum:
+        checks["storage"] = "low"
+        why = (f"storage free space {free // (1024 * 1024)} MB is below storage.min_free_mb "
+               f"({src.min_free_mb} MB): C-STORE answers 0xA700")
+        unready.append(why)
+        degraded.append(why)
+    else:
+        checks["storage"] = "ok"
+
+    if src.workers is not None:
+        alive, configured = src.workers()
+        checks["workers"] = {"alive": alive, "configured": configured}
+        if alive < configured:
+            down.append(f"{configured - alive} of {configured} job workers stopped")
+
+    if db_ok:
+        since = utcnow() - FAILED_DELIVERY_WINDOW
+        try:
+            with src.sessions() as s:
+                retrying = s.scalar(select(func.count()).select_from(Delivery).where(
+                    Delivery.state == DeliveryState.PENDING, Delivery.attempts > 0)) or 0
+                # (A failed row's next_attempt_at is its last claim: close enough to "when".)
+                failed = s.scalar(select(func.count()).select_from(Delivery).where(
+                    Delivery.state == DeliveryState.FAILED, Delivery.next_attempt_at >= since)) or 0
+        except Exception as exc:
+            checks["deliveries"] = f"error: {type(exc).__name__}"
+            degraded.append("delivery state could not be read")
+            return checks, down, unready, degraded
+        checks["deliveries"] = {"retrying": retrying, "failed_24h": failed}
+        if retrying or failed:
+            degraded.append(f"deliveries failing: {retrying} waiting for a retry, {failed} given up in the last 24 h "
+                            "(see `lgenode jobs`)")
+    return checks, down, unready, degraded
+
+
+def health_router(src: HealthSources) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/health")
+    def health(response: Response) -> dict[str, Any]:
+        """Liveness: 200 "ok"/"degraded" (with reasons), 503 "down" when a part has stopped."""
+        checks, down, _, degraded = _checks(src)
+        status = "down" if down else "degraded" if degraded else "ok"
+        response.status_code = 503 if down else 200
+        return {"status": status, "version": node.__version__, "reasons": down + degraded, "checks": checks}
+
+    @router.get("/ready")
+    def ready(response: Response) -> dict[str, Any]:
+        """Readiness: 200 when instances can be received and stored now, else 503 with reasons."""
+        checks, _, unready, _ = _checks(src)
+        response.status_code = 503 if unready else 200
+        return {"ready": not unready, "reasons": unready, "checks": checks}
+
+    return router
