@@ -98,4 +98,10 @@ def test_orthanc_accepts_the_node_and_rejects_a_stranger(orthanc, deliver_case) 
     stranger = deliver(objects, CStoreDestination("127.0.0.1", orthanc.dicom_port, orthanc.aet,
                                                   calling_ae_title="STRANGER"))
     assert not any(r.ok for r in stranger)
-    assert "association rejected" in stranger[0].detail
+    # Orthanc answers A-ASSOCIATE-RJ and closes at once; on a loaded machine pynetdicom sometimes
+    # sees the close before it has read the RJ (an abort during negotiation). Either way the
+    # reason must say the peer refused us, never that nothing listens.
+    detail = stranger[0].detail
+    assert ("association rejected" in detail
+            or "aborted by" in detail and "during negotiation" in detail), detail
+    assert "cannot connect" not in detail

@@ -127,7 +127,7 @@ def test_first_failure_is_logged_and_recorded_with_its_reason(node_config, deliv
     as "association aborted"."""
     import logging
 
-    from node.app import build_core
+    from node.core import build_core
     from node.config import NodeConfig
 
     port = free_port()
