@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -18,6 +19,8 @@ from node.job.queue import JobQueue
 from node.deliver.outbox import Outbox
 from node.job.worker import Worker, build_stages
 from node.receive.scp import StorageSCP
+from node.security import audit as A
+from node.security.startup import api_ssl_factory, build_authenticator, record_config_load, security_warnings
 from node.series.completion import sweep
 from node.store.retention import purge_expired
 
@@ -25,13 +28,19 @@ log = logging.getLogger(__name__)
 
 
 class NodeService:
-    def __init__(self, cfg: NodeConfig) -> None:
+    def __init__(self, cfg: NodeConfig, *, config_path: Path | None = None) -> None:
         self.cfg = cfg
+        # Security first: a missing API key variable or a bad certificate stops the start here.
+        self.authenticator = build_authenticator(cfg) if cfg.api.enabled else None
+        self.audit = A.open_audit(cfg)
+        record_config_load(self.audit, cfg, config_path)
+        for warning in security_warnings(cfg):
+            log.warning("insecure configuration", extra={"warning": warning})
         self.core: Core = build_core(cfg)
         self.queue = JobQueue(self.core.sessions, lease_seconds=cfg.jobs.lease_seconds,
                               retry_backoff_seconds=cfg.jobs.retry_backoff_seconds)
-        self.scp = StorageSCP(cfg.dicom, self.core.store)
-        self.outbox = Outbox(self.core.sessions, self.core.files.root, cfg)
+        self.scp = StorageSCP(cfg.dicom, self.core.store, audit=self.audit, resolve=cfg.resolve)
+        self.outbox = Outbox(self.core.sessions, self.core.files.root, cfg, audit=self.audit)
         self.stages = build_stages(cfg, self.outbox)
         self.workers = [
             Worker(self.queue, self.core.sessions, self.core.files.root, poll_interval=cfg.jobs.poll_interval_seconds,
@@ -114,6 +123,11 @@ class NodeService:
             w.start()
         if self.cfg.api.enabled:
             self._start_api()
+        self.audit.record(A.APPLICATION_ACTIVITY, types=[A.APPLICATION_START],
+                          participants=[A.participant(self.cfg.dicom.ae_title, requestor=False, role=A.ROLE_APPLICATION)],
+                          dicom_port=self.scp.port, dicom_tls=self.scp.ssl_context is not None,
+                          api_port=self.cfg.api.port if self.cfg.api.enabled else None,
+                          api_tls=self.cfg.api.tls.enabled, api_auth=self.cfg.api.auth.mode)
         log.info("node started", extra={"ae_title": self.cfg.dicom.ae_title, "dicom_port": self.scp.port,
                                         "api_port": self.cfg.api.port if self.cfg.api.enabled else None,
                                         "workers": len(self.workers)})
@@ -123,9 +137,13 @@ class NodeService:
 
         from node.api.app import create_app
 
-        app = create_app(self.core.sessions, self.core.files.root, lambda: self.scp.running)
+        app = create_app(self.core.sessions, self.core.files.root, lambda: self.scp.running,
+                         auth=self.authenticator, audit=self.audit)
+        tls = self.cfg.api.tls
         config = uvicorn.Config(app, host=self.cfg.api.host, port=self.cfg.api.port, log_level="warning",
-                                access_log=False)
+                                access_log=False,
+                                # HTTPS with our context (BCP 195 profile, optional client certificates).
+                                ssl_context_factory=api_ssl_factory(self.cfg) if tls.enabled else None)
         self._api_server = uvicorn.Server(config)
         self._api_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         threading.Thread(target=self._api_server.run, name="api", daemon=True).start()
@@ -142,6 +160,9 @@ class NodeService:
         if self._api_server is not None:
             self._api_server.should_exit = True
         self.core.engine.dispose()
+        self.audit.record(A.APPLICATION_ACTIVITY, types=[A.APPLICATION_STOP],
+                          participants=[A.participant(self.cfg.dicom.ae_title, requestor=False, role=A.ROLE_APPLICATION)])
+        self.audit.close()
 
     def run_forever(self) -> None:
         self.start()

@@ -6,7 +6,7 @@ import shutil
 from datetime import datetime
 from typing import Any, Callable, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import select, text
@@ -14,13 +14,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import node
 from node import metrics
+from node.api.auth import Authenticator, AuthMiddleware, Principal
 from node.db.models import Job, Review, Series
+from node.security import audit as A
 
 
 class ReviewIn(BaseModel):
     decision: Literal["accepted", "rejected"]
     comment: str | None = Field(default=None, max_length=1024)
-    reviewer: str | None = Field(default=None, max_length=128)
+    # No reviewer field: the reviewer is the authenticated identity (a body "reviewer" is ignored).
     seg_series_uid: str | None = Field(default=None, max_length=64)
     seg_sop_instance_uid: str | None = Field(default=None, max_length=64)
 
@@ -78,9 +80,13 @@ def latest_reviews(s: Session, job_ids: list[int]) -> dict[int, Review]:
     return out
 
 
-def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Callable[[], bool]) -> FastAPI:
+def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Callable[[], bool], *,
+               auth: Authenticator | None = None, audit: A.AuditLog | None = None) -> FastAPI:
+    """The API. ``auth`` None: authentication required and no credentials configured, so every
+    endpoint but /health and /ready answers 401 (secure by default)."""
     app = FastAPI(title="LGE AI node", version=node.__version__,
                   description="Cardiac LGE AI node: health, metrics, jobs and series.")
+    app.add_middleware(AuthMiddleware, authenticator=auth or Authenticator(), audit=audit or A.NULL_AUDIT)
 
     @app.get("/health")
     def health(response: Response) -> dict[str, Any]:
@@ -135,12 +141,17 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
             return _with_review(s, [j])[0]
 
     @app.post("/api/jobs/{job_id}/review", response_model=ReviewOut, status_code=201)
-    def review(job_id: int, body: ReviewIn) -> Review:
-        """Record a radiologist's accept/reject decision (append-only history)."""
+    def review(job_id: int, body: ReviewIn, request: Request) -> Review:
+        """Record a radiologist's accept/reject decision (append-only history). The reviewer
+        recorded is the authenticated caller."""
+        principal: Principal = request.state.principal
         with sessions.begin() as s:
-            if s.get(Job, job_id) is None:
+            j = s.get(Job, job_id)
+            if j is None:
                 raise HTTPException(404, f"no job {job_id}")
-            r = Review(job_id=job_id, **body.model_dump())
+            request.state.audit_objects = [A.job(job_id, study_uid=j.study_uid, series_uid=j.series_uid,
+                                                 decision=body.decision, seg_series_uid=body.seg_series_uid)]
+            r = Review(job_id=job_id, reviewer=principal.name, **body.model_dump())
             s.add(r)
             s.flush()
             s.refresh(r)

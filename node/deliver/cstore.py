@@ -67,7 +67,8 @@ def send_cstore(objects: Sequence[Dataset | str | Path], dest: CStoreDestination
         ae.add_requested_context(sop_class, syntaxes)
 
     try:
-        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+        tls_args = (dest.tls_context, dest.host) if dest.tls_context is not None else None
+        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args)
     except (OSError, RuntimeError) as exc:  # e.g. name resolution
         log.warning("C-STORE to %s: association failed: %s", dest.label, exc)
         return _fail_all(datasets, f"association failed: {exc}")

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 def make_client(dest: StowDestination) -> DICOMwebClient:
     session = requests.Session()
-    session.verify = dest.verify_tls
+    # requests: True (system CAs), a CA bundle path, or False (no check: verify_tls false).
+    session.verify = (dest.ca_file or True) if dest.verify_tls else False
     headers = dict(dest.headers)
     if dest.auth_header:
         headers["Authorization"] = dest.auth_header

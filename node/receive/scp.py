@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pynetdicom import AE, evt
@@ -15,19 +17,27 @@ from node.config import DicomConfig
 from node.receive import reactor
 from node.receive.acl import PeerPolicy
 from node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
+from node.receive.audit import AssociationAudit
 from node.receive.header import STATUS_INVALID_UID, STATUS_OUT_OF_RESOURCES, STATUS_SUCCESS, Refusal, parse_header
 from node.store.files import StorageFull
 from node.store.ingest import InstanceStore
 from node.store.uids import InvalidUID
+from node.security.audit import AuditLog
+from node.security.tls import server_context
 
 log = logging.getLogger(__name__)
 
 
 class StorageSCP:
-    def __init__(self, cfg: DicomConfig, store: InstanceStore) -> None:
+    def __init__(self, cfg: DicomConfig, store: InstanceStore, *, audit: AuditLog | None = None,
+                 resolve: Callable[[Path], Path] = lambda p: p) -> None:
         self.cfg = cfg
         self.store = store
         self.policy = PeerPolicy(cfg)
+        self.audit = AssociationAudit(audit or AuditLog(None), cfg.ae_title)
+        # DICOM TLS (BCP 195) on this port when dicom.tls.enabled; built now so a bad
+        # certificate or key stops the start with its reason.
+        self.ssl_context = server_context(cfg.tls, resolve) if cfg.tls.enabled else None
         self.ae = AE(ae_title=cfg.ae_title)
         self.ae.maximum_associations = cfg.max_associations
         self.ae.maximum_pdu_size = cfg.max_pdu_size
@@ -50,12 +60,15 @@ class StorageSCP:
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_CONN_CLOSE, self._on_conn_close),
         ]
         # Event-driven associations: see node/receive/reactor.py for why and how.
-        self._server = reactor.make_server(self.ae, (self.cfg.bind_address, self.cfg.port), handlers)
+        self._server = reactor.make_server(self.ae, (self.cfg.bind_address, self.cfg.port), handlers,
+                                           ssl_context=self.ssl_context,
+                                           on_handshake_failure=self.audit.tls_failure)
         self._server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info("storage SCP listening", extra={"ae_title": self.cfg.ae_title, "address": self.cfg.bind_address,
-                                                  "port": self.port})
+                                                  "port": self.port, "tls": self.ssl_context is not None})
 
     @property
     def running(self) -> bool:
@@ -85,10 +98,12 @@ class StorageSCP:
         decision = self.policy.decide(called, calling, address)
         if decision.accept:
             metrics.ASSOCIATIONS.labels("accepted").inc()
+            self.audit.accepted(assoc, calling.strip(), called.strip(), address)
             return
         metrics.ASSOCIATIONS.labels("rejected").inc()
         log.warning("association rejected", extra={"calling_ae": calling.strip(), "called_ae": called.strip(),
                                                      "peer": address, "reason": decision.reason})
+        self.audit.rejected(assoc, calling.strip(), called.strip(), address, decision.reason)
         assert decision.reject is not None
         assoc.acse.send_reject(*decision.reject)
         # As pynetdicom does for its own rejections: wait until the DUL has sent the
@@ -97,6 +112,9 @@ class StorageSCP:
 
     def _on_echo(self, event: evt.Event) -> int:
         return STATUS_SUCCESS
+
+    def _on_conn_close(self, event: evt.Event) -> None:
+        self.audit.closed(event.assoc)
 
     def _on_store(self, event: evt.Event) -> int:
         t0 = time.perf_counter()
@@ -117,23 +135,28 @@ class StorageSCP:
             )
             result = self.store.ingest(header, encoded, calling)
         except Refusal as exc:
+            self.audit.instance(event.assoc, None, exc.status)
             metrics.INSTANCES_RECEIVED.labels("refused").inc()
             log.warning("instance refused", extra={"status": f"0x{exc.status:04X}", "reason": exc.reason,
                                                     "calling_ae": calling})
             return exc.status
         except InvalidUID as exc:
+            self.audit.instance(event.assoc, None, STATUS_INVALID_UID)
             metrics.INSTANCES_RECEIVED.labels("refused").inc()
             log.warning("instance refused", extra={"status": f"0x{STATUS_INVALID_UID:04X}", "reason": str(exc)})
             return STATUS_INVALID_UID
         except StorageFull as exc:
+            self.audit.instance(event.assoc, None, STATUS_OUT_OF_RESOURCES)
             metrics.INSTANCES_RECEIVED.labels("out_of_resources").inc()
             log.error("instance refused: storage full", extra={"reason": str(exc)})
             return STATUS_OUT_OF_RESOURCES
         except Exception:
             # Disk or database failure: the peer must keep the instance and retry later.
+            self.audit.instance(event.assoc, None, STATUS_OUT_OF_RESOURCES)
             metrics.INSTANCES_RECEIVED.labels("out_of_resources").inc()
             log.exception("instance refused: could not be stored")
             return STATUS_OUT_OF_RESOURCES
+        self.audit.instance(event.assoc, header, STATUS_SUCCESS, duplicate=result.duplicate)
         metrics.INSTANCES_RECEIVED.labels("duplicate" if result.duplicate else "stored").inc()
         metrics.STORE_SECONDS.observe(time.perf_counter() - t0)
         return STATUS_SUCCESS
