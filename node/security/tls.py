@@ -65,6 +65,10 @@ def client_context(cfg: TlsClientConfig, resolve: Callable[[Path], Path] = lambd
     return ctx
 
 
+_SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C",
+          "localityName": "L", "stateOrProvinceName": "ST"}
+
+
 def peer_subject(sock: Any) -> str | None:
     """The verified peer certificate's subject (``CN=...,O=...``), or None without one."""
     getpeercert = getattr(sock, "getpeercert", None)
@@ -76,7 +80,7 @@ def peer_subject(sock: Any) -> str | None:
         return None
     if not cert:
         return None
-    parts = [f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn]
+    parts = [f"{_SHORT.get(k, k)}={v}" for rdn in cert.get("subject", ()) for k, v in rdn]
     return ",".join(parts) or None
 
 

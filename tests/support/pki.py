@@ -32,7 +32,7 @@ class CertFiles:
 
 
 @dataclass
-class TestCA:
+class LocalCA:
     """A CA that issues RSA certificates for 127.0.0.1/localhost into ``folder``."""
 
     folder: Path
