@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +80,13 @@ def test_cli_config_check_exit_codes(tmp_path: Path) -> None:
     lgenode = Path(sys.executable).with_name("lgenode")
     r = subprocess.run([lgenode, "config", "check", "--config", bad], capture_output=True, text=True)
     assert r.returncode == 2 and "dicom.port" in r.stderr
-    r = subprocess.run([lgenode, "config", "check", "--config", REPO / "config" / "node.yaml"], capture_output=True, text=True)
+    # config/node.yaml's API key comes from LGENODE_API_KEY: without it `serve` could not start.
+    env = {k: v for k, v in os.environ.items() if k != "LGENODE_API_KEY"}
+    r = subprocess.run([lgenode, "config", "check", "--config", REPO / "config" / "node.yaml"], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 2 and "LGENODE_API_KEY is not set" in r.stderr
+    r = subprocess.run([lgenode, "config", "check", "--config", REPO / "config" / "node.yaml"], capture_output=True,
+                       text=True, env={**env, "LGENODE_API_KEY": "k" * 32})
     assert r.returncode == 0, r.stderr
 
 
