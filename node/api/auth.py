@@ -22,6 +22,7 @@ import logging
 import re
 import ssl
 import threading
+import time
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -89,11 +90,14 @@ class _Key:
 class OidcVerifier:
     """Verifies bearer JWTs against an OIDC issuer's JWKS (keys cached, refetched on an unknown kid)."""
 
+    REFRESH_SECONDS = 30.0
+
     def __init__(self, cfg: OidcConfig) -> None:
         self.cfg = cfg
         self._ssl = ssl.create_default_context(cafile=str(cfg.ca_file)) if cfg.ca_file else None
         self._client: jwt.PyJWKClient | None = None
         self._lock = threading.Lock()
+        self._last_refresh = -float("inf")
 
     def _jwks(self) -> jwt.PyJWKClient:
         with self._lock:
@@ -115,6 +119,28 @@ class OidcVerifier:
             raise IdentityProviderUnavailable("OIDC discovery document does not match the configured issuer")
         return str(doc["jwks_uri"])
 
+    def _signing_key(self, kid: Any) -> jwt.PyJWK:
+        """The issuer's key for ``kid`` from the cached key set. An unknown kid refetches the set
+        (the issuer may have rotated its keys), at most once per REFRESH_SECONDS, so tokens with
+        made-up key ids cannot turn the node into a flood of requests to the issuer."""
+        try:
+            client = self._jwks()
+            for refresh in (False, True):
+                if refresh:
+                    now = time.monotonic()
+                    if now - self._last_refresh < self.REFRESH_SECONDS:
+                        break
+                    self._last_refresh = now
+                keys = [k for k in client.get_jwk_set(refresh=refresh).keys if k.public_key_use in (None, "sig")]
+                match = [k for k in keys if k.key_id == kid] if kid is not None else keys[:1] if len(keys) == 1 else []
+                if match:
+                    return match[0]
+        except jwt.PyJWKClientConnectionError:
+            raise IdentityProviderUnavailable("cannot fetch the issuer's keys (JWKS)") from None
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"issuer key set unusable: {exc}") from None
+        raise AuthError(f"no signing key with kid {kid!r}")
+
     def verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
@@ -123,12 +149,7 @@ class OidcVerifier:
         alg = header.get("alg")
         if alg not in ALLOWED_ALGORITHMS:
             raise AuthError(f"token algorithm {alg!r} not accepted")
-        try:
-            signing_key = self._jwks().get_signing_key_from_jwt(token)
-        except jwt.PyJWKClientConnectionError:
-            raise IdentityProviderUnavailable("cannot fetch the issuer's keys (JWKS)") from None
-        except jwt.PyJWTError as exc:
-            raise AuthError(f"no matching signing key: {exc}") from None
+        signing_key = self._signing_key(header.get("kid"))
         try:
             claims = jwt.decode(token, signing_key.key, algorithms=[alg], audience=self.cfg.audience,
                                 issuer=self.cfg.issuer, leeway=self.cfg.leeway_seconds,

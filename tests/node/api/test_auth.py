@@ -196,7 +196,11 @@ def test_oidc_bearer_tokens(core, tmp_path, job_id, issuer) -> None:
     assert call(_hs256(payload, pem, issuer.kid)) == 401
     assert call(jwt.encode(payload, None, algorithm="none")) == 401
     assert call(good[:-4] + "AAAA") == 401  # tampered signature
-    assert issuer.jwks_requests <= 3  # the key set is cached (refetched only for unknown kids)
+    # The key set is cached; unknown key ids refetch it at most once per 30 s (no flood to the issuer).
+    before = issuer.jwks_requests
+    for i in range(20):
+        assert call(issuer.token(key=forged_key, kid=f"made-up-{i}")) == 401
+    assert issuer.jwks_requests - before <= 1 and issuer.jwks_requests <= 3
 
     text = audit.read_text()
     assert good not in text  # tokens never reach the audit trail
@@ -220,3 +224,15 @@ def test_identity_provider_down_is_503_not_401(core, tmp_path, issuer) -> None:
     issuer.stop()
     r = client.get("/api/jobs", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 503 and "authentication unavailable" in r.json()["detail"]
+
+
+def test_oidc_key_rotation_is_followed(core, tmp_path, job_id, issuer) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    authn = Authenticator(AuthConfig.model_validate(oidc_cfg(issuer)), {})
+    assert authn.oidc is not None
+    authn.oidc.REFRESH_SECONDS = 0.0  # (30 s in service) so the test need not wait
+    client = TestClient(create_app(core.sessions, core.files.root, lambda: True, auth=authn))
+    assert client.get("/api/jobs", headers={"Authorization": f"Bearer {issuer.token()}"}).status_code == 200
+    issuer.key, issuer.kid = rsa.generate_private_key(public_exponent=65537, key_size=2048), "k2"
+    assert client.get("/api/jobs", headers={"Authorization": f"Bearer {issuer.token()}"}).status_code == 200
