@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import socket
 import threading
 from collections.abc import Iterable, Mapping
@@ -107,6 +108,8 @@ class AuditLog:
         self._logger: logging.Logger | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Readable by the node's user and group only (it names users, hosts and studies).
+            os.close(os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o640))
             handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
             handler.setFormatter(logging.Formatter("%(message)s"))
             # A private logger (not in the logging registry): never reaches the operational log.

@@ -13,7 +13,7 @@ from pynetdicom import AE
 from node.db.models import Job, Series, utcnow
 from node.deliver.outbox import OutgoingObject, Outbox
 from node.receive.scp import StorageSCP
-from node.security.audit import AuditLog
+from node.security.audit import QUERY, AuditLog
 from tests.conftest import free_port
 from tests.node.security.test_tls import PATIENT, dcmtk, mr_files, storescp
 
@@ -127,3 +127,16 @@ def test_every_delivery_attempt_is_recorded(node_config, tmp_path) -> None:
     assert failed["EventOutcomeIndicator"] == 8 and failed["Detail"]["counts"] == {"sent": 2, "delivered": 0, "failed": 2}
     assert delivered["EventOutcomeIndicator"] == 0 and delivered["Detail"]["counts"]["delivered"] == 2
     assert PATIENT not in path.read_text()
+
+
+def test_audit_file_is_private_and_apart_from_the_log(tmp_path, caplog) -> None:
+    import logging
+    import stat
+
+    path = tmp_path / "sub" / "audit.jsonl"
+    log = AuditLog(path)
+    with caplog.at_level(logging.DEBUG):
+        log.record(QUERY, outcome=0)
+    log.close()
+    assert stat.S_IMODE(path.stat().st_mode) & 0o007 == 0  # nothing for "other"
+    assert len(read(path)) == 1 and not caplog.records  # nothing reached the operational log
