@@ -32,6 +32,7 @@ class NodeService:
         self.cfg = cfg
         # Security first: a missing API key variable or a bad certificate stops the start here.
         self.authenticator = build_authenticator(cfg) if cfg.api.enabled else None
+        self._api_ssl = api_ssl_factory(cfg) if cfg.api.enabled and cfg.api.tls.enabled else None
         self.audit = A.open_audit(cfg)
         record_config_load(self.audit, cfg, config_path)
         for warning in security_warnings(cfg):
@@ -139,11 +140,10 @@ class NodeService:
 
         app = create_app(self.core.sessions, self.core.files.root, lambda: self.scp.running,
                          auth=self.authenticator, audit=self.audit)
-        tls = self.cfg.api.tls
         config = uvicorn.Config(app, host=self.cfg.api.host, port=self.cfg.api.port, log_level="warning",
                                 access_log=False,
                                 # HTTPS with our context (BCP 195 profile, optional client certificates).
-                                ssl_context_factory=api_ssl_factory(self.cfg) if tls.enabled else None)
+                                ssl_context_factory=self._api_ssl)
         self._api_server = uvicorn.Server(config)
         self._api_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         threading.Thread(target=self._api_server.run, name="api", daemon=True).start()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Sequence
+from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -141,16 +142,19 @@ class Outbox:
                     for r in items if r.job_id == jid]
             objects.append(A.study(j.study_uid, job_id=jid, series_uid=j.series_uid, objects=sent))
         n_ok = sum(1 for r in items if results.get(r.sop_instance_uid) and results[r.sop_instance_uid].ok)
-        where = (f"{dest.host}:{dest.port}" if isinstance(dest, CStoreDestination) else dest.url)
-        peer_id = dest.ae_title if isinstance(dest, CStoreDestination) else dest.url
+        # A URL may carry user:password@: never into the trail.
+        url = "" if isinstance(dest, CStoreDestination) else urlsplit(dest.url)._replace(
+            netloc=urlsplit(dest.url).netloc.rpartition("@")[2]).geturl()
+        where = f"{dest.host}:{dest.port}" if isinstance(dest, CStoreDestination) else url
+        peer_id = dest.ae_title if isinstance(dest, CStoreDestination) else url
         self.audit.record(
             A.INSTANCES_TRANSFERRED, action="R",
             outcome=A.SUCCESS if n_ok == len(items) else A.MINOR_FAILURE if n_ok else A.SERIOUS_FAILURE,
             participants=[A.participant(self.our_ae, requestor=True, role=A.ROLE_SOURCE),
                           A.participant(peer_id, requestor=False, role=A.ROLE_DESTINATION,
                                         address=dest.host if isinstance(dest, CStoreDestination) else None,
-                                        alternative=dest.label)],
-            objects=objects, destination=dest.label, transport="cstore" if isinstance(dest, CStoreDestination) else "stow",
+                                        alternative=dest.name or None)],
+            objects=objects, destination=dest.name or peer_id, transport="cstore" if isinstance(dest, CStoreDestination) else "stow",
             endpoint=where, tls=bool(getattr(dest, "tls_context", None)) or where.startswith("https://"),
             counts={"sent": len(items), "delivered": n_ok, "failed": len(items) - n_ok})
 
