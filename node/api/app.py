@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import node
 from node import metrics
-from node.api.auth import Authenticator, AuthMiddleware, Principal
+from node.api.auth import Authenticator, AuthMiddleware, Principal, document_security
 from node.db.models import Job, Review, Series
 from node.security import audit as A
 
@@ -87,6 +87,7 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
     app = FastAPI(title="LGE AI node", version=node.__version__,
                   description="Cardiac LGE AI node: health, metrics, jobs and series.")
     app.add_middleware(AuthMiddleware, authenticator=auth or Authenticator(), audit=audit or A.NULL_AUDIT)
+    document_security(app)
 
     @app.get("/health")
     def health(response: Response) -> dict[str, Any]:

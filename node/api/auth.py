@@ -345,6 +345,29 @@ class AuthMiddleware:
                           **dict(state.get("audit_detail", {})))
 
 
+def document_security(app: Any) -> None:
+    """Declare the credentials in the OpenAPI schema, so /docs offers "Authorize" (bearer token
+    or X-API-Key) and generated clients know what to send."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "OIDC access token (JWT) or API key"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            }
+            schema["security"] = [{"bearer": []}, {"apiKey": []}]
+            for path in ALWAYS_PUBLIC:
+                for op in schema.get("paths", {}).get(path, {}).values():
+                    op["security"] = []
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
 async def _json(send: Send, code: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> None:
     payload = json.dumps(body).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
@@ -353,5 +376,5 @@ async def _json(send: Send, code: int, body: dict[str, Any], headers: Mapping[st
     await send({"type": "http.response.body", "body": payload})
 
 
-__all__ = ["Principal", "AuthError", "IdentityProviderUnavailable", "Authenticator", "AuthMiddleware", "OidcVerifier",
+__all__ = ["document_security", "Principal", "AuthError", "IdentityProviderUnavailable", "Authenticator", "AuthMiddleware", "OidcVerifier",
            "required_role", "sha256_hex", "ALLOWED_ALGORITHMS"]

@@ -133,6 +133,9 @@ def test_public_metrics_and_docs_only_when_configured(core, tmp_path) -> None:
     client, _ = make_client(core, tmp_path, {"public_metrics": True, "public_docs": True})
     assert client.get("/metrics").status_code == 200
     assert client.get("/openapi.json").status_code == 200 and client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    assert schema["paths"]["/health"]["get"]["security"] == []
     assert client.get("/api/jobs").status_code == 401
 
 
