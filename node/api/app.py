@@ -121,7 +121,7 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
         return out
 
     @app.get("/api/jobs", response_model=list[JobOut])
-    def jobs(state: str | None = None, study_uid: str | None = None, series_uid: str | None = None,
+    def jobs(request: Request, state: str | None = None, study_uid: str | None = None, series_uid: str | None = None,
              limit: int = Query(100, le=1000)) -> list[JobOut]:
         with sessions() as s:
             q = select(Job).order_by(Job.id.desc()).limit(limit)
@@ -131,14 +131,17 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
                 q = q.where(Job.study_uid == study_uid)
             if series_uid:
                 q = q.where(Job.series_uid == series_uid)
-            return _with_review(s, list(s.scalars(q)))
+            found = list(s.scalars(q))
+            request.state.audit_detail = {"job_ids": [j.id for j in found]}  # which jobs were disclosed
+            return _with_review(s, found)
 
     @app.get("/api/jobs/{job_id}", response_model=JobOut)
-    def job(job_id: int) -> JobOut:
+    def job(job_id: int, request: Request) -> JobOut:
         with sessions() as s:
             j = s.get(Job, job_id)
             if j is None:
                 raise HTTPException(404, f"no job {job_id}")
+            request.state.audit_objects = [A.job(job_id, study_uid=j.study_uid, series_uid=j.series_uid)]
             return _with_review(s, [j])[0]
 
     @app.post("/api/jobs/{job_id}/review", response_model=ReviewOut, status_code=201)
@@ -161,19 +164,23 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
         return r
 
     @app.get("/api/jobs/{job_id}/reviews", response_model=list[ReviewOut])
-    def reviews(job_id: int) -> list[Review]:
+    def reviews(job_id: int, request: Request) -> list[Review]:
         with sessions() as s:
-            if s.get(Job, job_id) is None:
+            j = s.get(Job, job_id)
+            if j is None:
                 raise HTTPException(404, f"no job {job_id}")
+            request.state.audit_objects = [A.job(job_id, study_uid=j.study_uid, series_uid=j.series_uid)]
             return list(s.scalars(select(Review).where(Review.job_id == job_id)
                                   .order_by(Review.created_at.desc(), Review.id.desc())))
 
     @app.get("/api/series", response_model=list[SeriesOut])
-    def series(state: str | None = None, limit: int = Query(100, le=1000)) -> list[Series]:
+    def series(request: Request, state: str | None = None, limit: int = Query(100, le=1000)) -> list[Series]:
         with sessions() as s:
             q = select(Series).order_by(Series.last_received_at.desc()).limit(limit)
             if state:
                 q = q.where(Series.state == state)
-            return list(s.scalars(q))
+            found = list(s.scalars(q))
+            request.state.audit_detail = {"series_uids": [x.series_uid for x in found]}
+            return found
 
     return app

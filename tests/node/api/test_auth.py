@@ -105,8 +105,10 @@ def test_api_keys_roles_and_the_reviewer_is_the_verified_identity(core, tmp_path
     assert obj["ParticipantObjectDetail"]["study_uid"] == "1.2.3" and obj["ParticipantObjectDetail"]["decision"] == "rejected"
     queries = [r for r in recs if r["EventID"]["displayName"] == "Query"]
     assert queries and queries[0]["ActiveParticipant"][0]["UserID"] == "pacs-reader"
+    assert queries[0]["Detail"]["job_ids"] == [job_id]  # which jobs the reader was shown
     reads = [r for r in recs if r["EventActionCode"] == "R"]
-    assert reads[0]["ParticipantObjectIdentification"][0]["ParticipantObjectID"] == str(job_id)
+    obj = reads[0]["ParticipantObjectIdentification"][0]
+    assert obj["ParticipantObjectID"] == str(job_id) and obj["ParticipantObjectDetail"]["study_uid"] == "1.2.3"
     assert not any(r["EventID"]["displayName"] == "Query" and "/metrics" in json.dumps(r) for r in recs)
     denied = [r for r in recs if r["EventID"]["code"] == "110113"]
     assert {d["EventTypeCode"][0]["displayName"] for d in denied} == {"Use of Restricted Function", "Login"}
