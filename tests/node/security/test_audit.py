@@ -15,7 +15,7 @@ from node.deliver.outbox import OutgoingObject, Outbox
 from node.receive.scp import StorageSCP
 from node.security.audit import QUERY, AuditLog
 from tests.conftest import free_port
-from tests.node.security.test_tls import PATIENT, dcmtk, mr_files, storescp
+from tests.support.dicom_peers import PATIENT, dcmtk, mr_files, storescp
 
 MR = "1.2.840.10008.5.1.4.1.1.4"
 

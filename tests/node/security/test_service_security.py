@@ -20,7 +20,7 @@ import pytest
 from node.config import ConfigError, NodeConfig, load_config
 from node.service import NodeService
 from tests.conftest import REPO, free_port
-from tests.node.security.test_tls import PATIENT, dcmtk, mr_files
+from tests.support.dicom_peers import PATIENT, dcmtk, mr_files
 from tests.support.pki import LocalCA
 
 KEY = "service-test-key-0123456789"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import subprocess
 import threading
 import time
 import warnings
@@ -16,19 +15,15 @@ from typing import Any
 
 import pytest
 from pydicom import dcmread
-from pydicom.data import get_testdata_file
-from pydicom.uid import generate_uid
 
 from node.deliver import CStoreDestination, StowDestination, deliver
 from node.receive.scp import StorageSCP
 from node.security.audit import AuditLog
 from node.security.settings import TlsClientConfig, TlsServerConfig
 from node.security.tls import client_context, server_context
-from tests.conftest import dcmtk_env, free_port, which_dcmtk
+from tests.conftest import free_port
+from tests.support.dicom_peers import PATIENT, dcmtk, mr_files, storescp
 from tests.support.pki import LocalCA
-
-PATIENT = "Doe^Secret"
-
 
 @pytest.fixture
 def pki(tmp_path: Path) -> dict[str, Any]:
@@ -38,25 +33,10 @@ def pki(tmp_path: Path) -> dict[str, Any]:
             "rogue": other.issue("rogue-modality")}
 
 
-def mr_files(folder: Path, n: int) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    src = dcmread(get_testdata_file("MR_small.dcm"))
-    study, series = generate_uid(), generate_uid()
-    out = []
-    for i in range(n):
-        ds = src.copy()
-        ds.PatientName = PATIENT
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.InstanceNumber = i + 1
-        p = folder / f"{i}.dcm"
-        ds.save_as(p, enforce_file_format=True)
-        out.append(p)
-    return out
 
 
-def dcmtk(name: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([which_dcmtk(name), *args], capture_output=True, text=True, env=dcmtk_env(), timeout=timeout)
+
+
 
 
 @pytest.fixture
@@ -160,19 +140,7 @@ def test_tls_scp_without_client_certificates_accepts_anonymous_tls_and_rejects_t
             assert name.startswith(("ECDHE", "DHE"))
 
 
-def storescp(port: int, out: Path, *tls: str) -> subprocess.Popen[str]:
-    out.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([which_dcmtk("storescp"), *tls, "-aet", "PACS", "-od", str(out), str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dcmtk_env())
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("storescp did not start")
+
 
 
 def test_cstore_scu_over_tls_to_dcmtk_storescp(pki, tmp_path) -> None:
