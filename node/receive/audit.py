@@ -31,6 +31,10 @@ class _Stats:
     duplicates: int = 0
 
 
+def _text(value: Any) -> str:
+    return (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)).strip()
+
+
 class AssociationAudit:
     def __init__(self, log: A.AuditLog, our_ae: str) -> None:
         self.log = log
@@ -43,18 +47,23 @@ class AssociationAudit:
         sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
         return peer_subject(sock)
 
-    def accepted(self, assoc: Any, calling: str, called: str, address: str) -> None:
+    def accepted(self, assoc: Any) -> None:
         if not self.log.enabled:
             return
+        rq = assoc.requestor
+        called = getattr(rq.primitive, "called_ae_title", None) or assoc.acceptor.ae_title  # as the peer addressed us
+        st = _Stats(_text(rq.ae_title), _text(called), str(rq.address), self._tls(assoc))
         with self._lock:
-            self._stats[id(assoc)] = _Stats(calling, called, address, self._tls(assoc))
+            self._stats[id(assoc)] = st
 
-    def instance(self, assoc: Any, header: Any, status: int, duplicate: bool = False) -> None:
+    def refused(self, assoc: Any, status: int) -> None:
+        st = self._stats.get(id(assoc))
+        if st is not None:
+            st.refused[f"0x{status:04X}"] += 1
+
+    def stored(self, assoc: Any, header: Any, duplicate: bool = False) -> None:
         st = self._stats.get(id(assoc))
         if st is None:
-            return
-        if status != 0:
-            st.refused[f"0x{status:04X}"] += 1
             return
         study = st.studies.setdefault(header.study_uid, {"stored": 0, "duplicates": 0, "series": defaultdict(int)})
         study["series"][header.series_uid] += 1

@@ -59,7 +59,8 @@ class StorageSCP:
             (evt.EVT_CONN_OPEN, self._on_conn_open),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
-            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_STORE, self._on_store_audited),
+            (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_CONN_CLOSE, self._on_conn_close),
         ]
         # Event-driven associations: see node/receive/reactor.py for why and how.
@@ -98,7 +99,6 @@ class StorageSCP:
         decision = self.policy.decide(called, calling, address)
         if decision.accept:
             metrics.ASSOCIATIONS.labels("accepted").inc()
-            self.audit.accepted(assoc, calling.strip(), called.strip(), address)
             return
         metrics.ASSOCIATIONS.labels("rejected").inc()
         log.warning("association rejected", extra={"calling_ae": calling.strip(), "called_ae": called.strip(),
@@ -112,6 +112,16 @@ class StorageSCP:
 
     def _on_echo(self, event: evt.Event) -> int:
         return STATUS_SUCCESS
+
+    # -- audit trail (node/receive/audit.py) -------------------------------
+    def _on_accepted(self, event: evt.Event) -> None:
+        self.audit.accepted(event.assoc)
+
+    def _on_store_audited(self, event: evt.Event) -> int:
+        status = self._on_store(event)
+        if status != STATUS_SUCCESS:
+            self.audit.refused(event.assoc, status)  # (stored ones are counted in _on_store)
+        return status
 
     def _on_conn_close(self, event: evt.Event) -> None:
         self.audit.closed(event.assoc)
@@ -135,28 +145,24 @@ class StorageSCP:
             )
             result = self.store.ingest(header, encoded, calling)
         except Refusal as exc:
-            self.audit.instance(event.assoc, None, exc.status)
             metrics.INSTANCES_RECEIVED.labels("refused").inc()
             log.warning("instance refused", extra={"status": f"0x{exc.status:04X}", "reason": exc.reason,
                                                     "calling_ae": calling})
             return exc.status
         except InvalidUID as exc:
-            self.audit.instance(event.assoc, None, STATUS_INVALID_UID)
             metrics.INSTANCES_RECEIVED.labels("refused").inc()
             log.warning("instance refused", extra={"status": f"0x{STATUS_INVALID_UID:04X}", "reason": str(exc)})
             return STATUS_INVALID_UID
         except StorageFull as exc:
-            self.audit.instance(event.assoc, None, STATUS_OUT_OF_RESOURCES)
             metrics.INSTANCES_RECEIVED.labels("out_of_resources").inc()
             log.error("instance refused: storage full", extra={"reason": str(exc)})
             return STATUS_OUT_OF_RESOURCES
         except Exception:
             # Disk or database failure: the peer must keep the instance and retry later.
-            self.audit.instance(event.assoc, None, STATUS_OUT_OF_RESOURCES)
             metrics.INSTANCES_RECEIVED.labels("out_of_resources").inc()
             log.exception("instance refused: could not be stored")
             return STATUS_OUT_OF_RESOURCES
-        self.audit.instance(event.assoc, header, STATUS_SUCCESS, duplicate=result.duplicate)
+        self.audit.stored(event.assoc, header, duplicate=result.duplicate)
         metrics.INSTANCES_RECEIVED.labels("duplicate" if result.duplicate else "stored").inc()
         metrics.STORE_SECONDS.observe(time.perf_counter() - t0)
         return STATUS_SUCCESS
