@@ -240,7 +240,8 @@ class ViewerServer:
             [shutil.which("node") or "node", "scripts/serve.mjs", "--port", str(self.port),
              "--dicomweb", self.dicomweb, "--node", self.node],
             cwd=self.plugin_dir, stdout=logf, stderr=subprocess.STDOUT,
-            env={**os.environ, "LGE_SERVE_LOG": "1"})
+            # LGE_NODE_API_TOKEN: serve.mjs (issue-12) writes it into app-config as lgeReview.apiToken.
+            env={**os.environ, "LGE_SERVE_LOG": "1", "LGE_NODE_API_TOKEN": NODE_API_KEY})
         wait_http(f"{self.url}/app-config.js", timeout=20, proc=self.proc)
         return self
 
