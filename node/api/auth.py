@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import ssl
 import threading
@@ -180,8 +181,6 @@ class Authenticator:
     """Turns presented credentials into a `Principal` (or raises `AuthError`)."""
 
     def __init__(self, cfg: AuthConfig | None = None, environ: Mapping[str, str] | None = None) -> None:
-        import os
-
         self.cfg = cfg or AuthConfig()
         env = os.environ if environ is None else environ
         keys = []
