@@ -18,6 +18,7 @@ import logging
 import logging.handlers
 import os
 import socket
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -97,6 +98,25 @@ def query(text: str) -> dict[str, Any]:
             "ParticipantObjectID": text}
 
 
+_oplog = logging.getLogger(__name__)
+
+
+class _AuditFileHandler(logging.handlers.WatchedFileHandler):
+    """A failed audit write (disk full, file or folder removed) is reported on the operational
+    log as one line, not a traceback on stderr, and never reaches the caller."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            super().emit(record)  # (the reopen after a rotation can raise outside logging's guard)
+        except Exception:
+            self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        exc = sys.exc_info()[1]
+        _oplog.error("audit trail write failed", extra={"path": self.baseFilename,
+                                                        "error": f"{type(exc).__name__}: {exc}"})
+
+
 class AuditLog:
     """Writes audit records to one file; thread-safe. ``AuditLog(None)`` discards them."""
 
@@ -110,7 +130,7 @@ class AuditLog:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Readable by the node's user and group only (it names users, hosts and studies).
             os.close(os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o640))
-            handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+            handler = _AuditFileHandler(path, encoding="utf-8")
             handler.setFormatter(logging.Formatter("%(message)s"))
             # A private logger (not in the logging registry): never reaches the operational log.
             self._logger = logging.Logger(f"lgenode.audit.{id(self)}", logging.INFO)

@@ -140,3 +140,17 @@ def test_audit_file_is_private_and_apart_from_the_log(tmp_path, caplog) -> None:
     log.close()
     assert stat.S_IMODE(path.stat().st_mode) & 0o007 == 0  # nothing for "other"
     assert len(read(path)) == 1 and not caplog.records  # nothing reached the operational log
+
+
+def test_a_failed_audit_write_is_one_log_line_not_a_crash(tmp_path, caplog, capsys) -> None:
+    import logging
+    import shutil
+
+    folder = tmp_path / "gone"
+    log = AuditLog(folder / "audit.jsonl")
+    shutil.rmtree(folder)  # e.g. the volume went away
+    with caplog.at_level(logging.ERROR):
+        log.record(QUERY)
+    log.close()
+    assert [r.getMessage() for r in caplog.records] == ["audit trail write failed"]
+    assert "Traceback" not in capsys.readouterr().err
