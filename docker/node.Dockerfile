@@ -6,12 +6,12 @@ FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1
 WORKDIR /opt/lgenode
 
-# Only the serving runtime (ONNX Runtime); TensorFlow is for training and is not installed.
+# Only the serving runtime (ONNX Runtime); TensorFlow is for training and is not installed, and
+# neither is the lab (`pipeline`): `lgenode` loads it only for `lgenode pipeline ...`.
 COPY pyproject.toml README.md ./
 COPY lgenode ./lgenode
 COPY node ./node
 COPY models ./models
-COPY pipeline ./pipeline
 RUN pip install ".[postgres]" && useradd --system --home /data lgenode && mkdir -p /data /config \
     && chown lgenode /data
 

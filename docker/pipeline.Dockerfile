@@ -18,6 +18,7 @@ COPY pyproject.toml README.md ./
 COPY lgenode ./lgenode
 COPY models ./models
 COPY pipeline ./pipeline
+COPY dicomstudy ./dicomstudy
 COPY node ./node
 RUN pip install ".[train]" && useradd --system --home /runs lab && mkdir -p /runs /data \
     && chown lab /runs

@@ -34,7 +34,7 @@ point passes it as ``rv_insertion_lps`` (a point in LPS mm); it is then the boun
 segments 1|2 and 7|8, i.e. the anterior segment's centre sits 30 degrees before it. The centre
 of each slice is the centroid of its LV cavity (of its myocardium when a slice has no cavity).
 
-Why superior and not anterior (the first idea in issue 4): measured on the 15 MyoPS cases,
+Why superior and not anterior (the obvious first choice): measured on the 15 MyoPS cases,
 which label the RV blood pool, over the 55 slices with both ventricles. In the AHA model the
 septum's centre, i.e. the direction from the LV to the RV, is 90 degrees from the anterior
 segment's centre. With the projected *anterior* direction as that centre the RV lies at

@@ -46,7 +46,8 @@ def segment(
     """Segment LV cavity, myocardium, infarct and no-reflow in an LGE stack.
 
     Writes OUT/labels.nii.gz (0 background, 1 LV cavity, 2 myocardium, 3 infarct, 4 no-reflow) with
-    the input's geometry, and OUT/overlays/slice_NNN.png with a colour legend.
+    the input's geometry (a NIfTI input's own affine, qform/sform and voxel order, so the arrays
+    compare voxel for voxel), and OUT/overlays/slice_NNN.png with a colour legend.
 
     Research use only, not for diagnosis. PNG slices carry no geometry: their pixels are taken to be
     1.25 mm, like the EMIDEC training slices.

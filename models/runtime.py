@@ -61,7 +61,7 @@ class OnnxPredictor(Predictor):
 
         opts = ort.SessionOptions()
         # No busy-waiting of idle worker threads: on a small shared CPU the spinning steals time
-        # from the numpy/SimpleITK stages around inference (measured: 36 -> 17 ms/slice, 2 cores).
+        # from the numpy/SimpleITK stages around inference.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
@@ -100,28 +100,70 @@ def load_predictor(stem: Path, runtime: Runtime = "onnx") -> Predictor:
     raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
 
 
-class Segmenter:
-    """The networks of one model (segmenter + optional localiser) behind one runtime."""
+class MeanPredictor(Predictor):
+    """Several predictors of the same output shape behind one callable: their mean (the
+    ensemble's averaged softmax or LV probability)."""
 
-    def __init__(self, segmenter: Predictor, localiser: Predictor | None = None, runtime: str = "onnx") -> None:
-        self.segmenter = segmenter
-        self.localiser = localiser
+    def __init__(self, members: list[Predictor]) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        super().__init__(members[0].path, members[0].batch_size)
+        self.members = list(members)
+        self.backend = members[0].backend
+
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        """(m, ...) every member's output."""
+        return np.stack([np.asarray(p(x), dtype=np.float32) for p in self.members])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.outputs(x).mean(axis=0)
+
+    def __repr__(self) -> str:
+        return f"MeanPredictor({len(self.members)} x {self.path.name})"
+
+
+class Segmenter:
+    """The networks of one model behind one runtime: a segmenter and an optional localiser, or
+    an ensemble of such pairs (one per cross-validation fold) whose outputs are averaged."""
+
+    def __init__(self, segmenter: Predictor | list[Predictor],
+                 localiser: Predictor | list[Predictor] | None = None,
+                 runtime: str = "onnx") -> None:
+        segs = segmenter if isinstance(segmenter, list) else [segmenter]
+        locs = localiser if isinstance(localiser, list) else (
+            [localiser] if localiser is not None else [])
+        self.segmenters: list[Predictor] = segs
+        self.segmenter: Predictor = segs[0] if len(segs) == 1 else MeanPredictor(segs)
+        self.localiser: Predictor | None = (None if not locs else
+                                            locs[0] if len(locs) == 1 else MeanPredictor(locs))
         self.runtime = runtime
+
+    @property
+    def n_members(self) -> int:
+        return len(self.segmenters)
 
     @classmethod
     def from_dir(cls, weights_dir: Path, runtime: Runtime = "onnx", segmenter: str = "segmenter",
-                 localiser: str | None = "localiser") -> "Segmenter":
+                 localiser: str | None = "localiser", members: list[str] | None = None
+                 ) -> "Segmenter":
+        """Load ``segmenter`` (+ ``localiser``) from ``weights_dir``, or, with ``members``, the
+        same file names from each member subfolder (an ensemble)."""
         weights_dir = Path(weights_dir)
-        seg = load_predictor(weights_dir / segmenter, runtime)
-        loc = None
-        if localiser is not None:
-            ext = ".onnx" if runtime == "onnx" else ".keras"
-            if (weights_dir / localiser).with_suffix(ext).exists():
-                loc = load_predictor(weights_dir / localiser, runtime)
-        return cls(seg, loc, runtime)
+        ext = ".onnx" if runtime == "onnx" else ".keras"
+        folders = [weights_dir / m for m in members] if members else [weights_dir]
+        seg_name = Path(segmenter).name if members else segmenter
+        loc_name = (Path(localiser).name if members else localiser) if localiser else None
+        segs = [load_predictor(f / seg_name, runtime) for f in folders]
+        locs = [load_predictor(f / loc_name, runtime) for f in folders
+                if loc_name is not None and (f / loc_name).with_suffix(ext).exists()]
+        return cls(segs, locs or None, runtime)
+
+    def member_probabilities(self, x: np.ndarray) -> np.ndarray:
+        """(m, n, H, W, n_classes): each member's softmax."""
+        return np.stack([np.asarray(p(x), dtype=np.float32) for p in self.segmenters])
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """(n, H, W, 1) float32 -> (n, H, W, n_classes) softmax."""
+        """(n, H, W, 1) float32 -> (n, H, W, n_classes) softmax (the members' mean)."""
         return self.segmenter(x)
 
     def predict_labels(self, x: np.ndarray) -> np.ndarray:

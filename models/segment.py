@@ -13,6 +13,10 @@ Weights folder layout (default ``models/weights``; ``LGENODE_WEIGHTS_DIR`` overr
     segmenter.keras      reference runtime / source of the ONNX export
     localiser.onnx|.keras  optional: without it the LV is found by a heuristic
     MODEL_CARD.md
+
+An ensemble lists its members in model.json (``"members": ["fold0", ...]``): each subfolder
+holds its own segmenter and localiser files; softmax and LV probabilities are averaged over the
+members, and their disagreement feeds the per-series ``Quality``.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class ModelInfo:
     roi_size: int = pp.ROI_SIZE
     target_spacing_mm: float = pp.TARGET_SPACING_MM
     n_classes: int = pp.N_CLASSES
+    members: list[str] = field(default_factory=list)  # ensemble: one subfolder per member
+    quality_threshold: float | None = None  # quality score below this: "needs careful review"
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -63,6 +69,49 @@ class SegmentationResult:
     localised_by: str  # "network" | "heuristic"
     preprocess: pp.PreprocessInfo
     roi_labels: np.ndarray  # (n, ROI, ROI) uint8 after post-processing
+    quality: "Quality | None" = None
+
+
+@dataclass(frozen=True)
+class Quality:
+    """How much to trust one series' result, from the model's own (ensemble-averaged) softmax.
+
+    ``score``: soft Dice between the averaged myocardium probability (classes 2+3+4) and the
+    hard myocardium mask, in [0, 1]. A confident, consistent prediction scores near 1; where
+    the ensemble members disagree, or one network is unsure, probabilities are spread and the
+    score drops. ``infarct_pct_spread``: standard deviation over the members of their infarct %
+    of the myocardium (percentage points; 0 with one member). ``needs_review``: score below the
+    model's threshold (chosen on the cross-validation folds, in model.json).
+    """
+
+    score: float
+    members: int
+    infarct_pct_spread: float
+    threshold: float | None
+    needs_review: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {"score": round(self.score, 4), "members": self.members,
+                "infarct_pct_spread": round(self.infarct_pct_spread, 2),
+                "threshold": self.threshold, "needs_review": self.needs_review}
+
+
+def quality_from_probabilities(member_probs: np.ndarray, threshold: float | None) -> Quality:
+    """``Quality`` of one series from the members' softmax, shape (m, n, H, W, C)."""
+    probs = np.asarray(member_probs, dtype=np.float32)
+    mean = probs.mean(axis=0)
+    p_myo = mean[..., 2:].sum(axis=-1)
+    hard = np.isin(mean.argmax(axis=-1), (2, 3, 4))
+    denom = float(p_myo.sum() + hard.sum())
+    score = 2.0 * float((p_myo * hard).sum()) / denom if denom > 0 else 0.0
+    pcts = []
+    for m in probs:
+        lab = m.argmax(axis=-1)
+        myo = int(np.isin(lab, (2, 3, 4)).sum())
+        pcts.append(100.0 * int(np.isin(lab, (3, 4)).sum()) / myo if myo else 0.0)
+    spread = float(np.std(pcts)) if len(pcts) > 1 else 0.0
+    needs = threshold is not None and score < threshold
+    return Quality(score, int(probs.shape[0]), spread, threshold, bool(needs))
 
 
 def weights_dir_default() -> Path:
@@ -100,9 +149,12 @@ def _missing_message(weights_dir: Path, missing: list[str]) -> str:
 
 def _check_weights(weights_dir: Path, info: ModelInfo, runtime: str) -> None:
     ext = ".onnx" if runtime == "onnx" else ".keras"
-    seg = (weights_dir / info.segmenter).with_suffix(ext)
-    if not seg.exists():
-        raise WeightsNotFoundError(_missing_message(weights_dir, [seg.name]))
+    stems = ([Path(m) / Path(info.segmenter).name for m in info.members] if info.members
+             else [Path(info.segmenter)])
+    missing = [str(s.with_suffix(ext)) for s in stems
+               if not (weights_dir / s).with_suffix(ext).exists()]
+    if missing:
+        raise WeightsNotFoundError(_missing_message(weights_dir, missing))
     if info.roi_size != pp.ROI_SIZE or abs(info.target_spacing_mm - pp.TARGET_SPACING_MM) > 1e-6:
         raise ValueError(
             f"model {info.name} {info.version} was trained with roi_size={info.roi_size}, "
@@ -132,7 +184,8 @@ def load_model(weights_dir: Path | None = None, runtime: str = "onnx"):
     key = (str(weights_dir.resolve()), runtime, _mtimes(weights_dir))
     with _cache_lock:
         if key not in _cache:
-            seg = Segmenter.from_dir(weights_dir, runtime, info.segmenter, info.localiser)  # type: ignore[arg-type]
+            seg = Segmenter.from_dir(weights_dir, runtime, info.segmenter, info.localiser,  # type: ignore[arg-type]
+                                     members=info.members or None)
             if seg.localiser is None:
                 log.warning("no localiser in %s: the LV is located by a heuristic", weights_dir)
             _cache[key] = (info, seg)
@@ -171,7 +224,9 @@ def segment_volume(
     timings["preprocess"] = time.perf_counter() - t - localise_time
 
     t = time.perf_counter()
-    roi_labels = model.predict_labels(x)
+    member_probs = model.member_probabilities(x)
+    roi_labels = member_probs.mean(axis=0).argmax(axis=-1).astype(np.uint8)
+    quality = quality_from_probabilities(member_probs, info.quality_threshold)
     timings["segment"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -194,4 +249,5 @@ def segment_volume(
         localised_by=pinfo.localised_by,
         preprocess=pinfo,
         roi_labels=roi_labels,
+        quality=quality,
     )

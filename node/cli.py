@@ -94,7 +94,7 @@ def jobs(
     """List jobs with their state, attempts and failure reason."""
     from sqlalchemy import select
 
-    from node.app import build_core
+    from node.core import build_core
     from node.db.models import Job
 
     from node.deliver.outbox import delivery_summary
@@ -137,7 +137,7 @@ def series(
     """List received series and what happened to them (selected for a job, or ignored and why)."""
     from sqlalchemy import select
 
-    from node.app import build_core
+    from node.core import build_core
     from node.db.models import Series
 
     core = build_core(_load(config))

@@ -133,7 +133,9 @@ class JobsConfig(_Strict):
     poll_interval_seconds: Annotated[float, Field(gt=0)] = 1.0
 
 
-class CStoreDestination(_Strict):
+class CStoreDestinationConfig(_Strict):
+    """A ``destinations:`` entry for C-STORE; the outbox turns it into a `node.deliver.CStoreDestination`."""
+
     type: Literal["cstore"]
     name: str = Field(min_length=1, max_length=64)
     host: str
@@ -146,7 +148,9 @@ class CStoreDestination(_Strict):
     _ae = field_validator("ae_title")(classmethod(lambda cls, v: _check_ae(v)))
 
 
-class StowDestination(_Strict):
+class StowDestinationConfig(_Strict):
+    """A ``destinations:`` entry for STOW-RS; the outbox turns it into a `node.deliver.StowDestination`."""
+
     type: Literal["stow"]
     name: str = Field(min_length=1, max_length=64)
     url: str = Field(pattern=r"^https?://")
@@ -157,7 +161,7 @@ class StowDestination(_Strict):
     ca_file: Path | None = None  # CA bundle for that check (default: the system's)
 
 
-Destination = Annotated[CStoreDestination | StowDestination, Field(discriminator="type")]
+DestinationConfig = Annotated[CStoreDestinationConfig | StowDestinationConfig, Field(discriminator="type")]
 
 
 class DeliveryConfig(_Strict):
@@ -206,7 +210,7 @@ class NodeConfig(_Strict):
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    destinations: list[Destination] = Field(default_factory=list)
+    destinations: list[DestinationConfig] = Field(default_factory=list)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

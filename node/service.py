@@ -1,4 +1,5 @@
-"""`lgenode serve`: the SCP, the sweeps (APScheduler), the workers and the HTTP API in one process."""
+"""`lgenode serve`: the SCP, the sweeps (APScheduler), the workers and the HTTP API (`node.api.app`)
+in one process (`NodeService`), on the parts `node.core.build_core` makes."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import update
 
-from node.app import Core, build_core
+from node.core import Core, build_core
 from node.config import NodeConfig
 from node.db.models import Series, SeriesState, utcnow
 from node.job.queue import JobQueue
 from node.deliver.outbox import Outbox
-from node.job.worker import Worker, build_stages
+from node.job.stages import build_stages
+from node.job.worker import Worker
 from node.receive.scp import StorageSCP
 from node.security import audit as A
 from node.security.startup import api_ssl_factory, build_authenticator, record_config_load, security_warnings

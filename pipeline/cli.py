@@ -1,10 +1,16 @@
-"""`lgenode pipeline ...` commands."""
+"""`lgenode pipeline ...` commands: `to-dicom` here; each part of the lab registers its own."""
 
 from __future__ import annotations
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="Offline lab: data sets, training, evaluation.")
+from pipeline import commands as lab_commands
+from pipeline.experiment import commands as experiment_commands
+from pipeline.synth import commands as synth_commands
+from pipeline.synth import cyclegan_commands, evaluate_synthesis_commands, pix2pix_commands
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Offline lab: data sets, training, evaluation.",
+                  context_settings={"help_option_names": ["-h", "--help"]})
 
 
 @app.command("to-dicom")
@@ -37,12 +43,9 @@ def to_dicom(
     )
 
 
-# Training / evaluation commands (folds, train, evaluate, cv-report) live in pipeline/commands.py.
-from pipeline import commands as _lab_commands  # noqa: E402
-
-_lab_commands.register(app)
-__import__("pipeline.synth.commands", fromlist=["register"]).register(app)  # simulate, simulate-report, render
-__import__("pipeline.experiment.commands", fromlist=["register"]).register(app)  # experiment, experiment-report
-__import__("pipeline.synth.evaluate_synthesis_commands", fromlist=["register"]).register(app)  # evaluate-synthesis
-__import__("pipeline.synth.pix2pix_commands", fromlist=["register"]).register(app)  # pix2pix-train, pix2pix-generate
-__import__("pipeline.synth.cyclegan_commands", fromlist=["register"]).register(app)  # cyclegan-train, cyclegan-generate
+lab_commands.register(app)  # folds, train, evaluate, cv-report
+synth_commands.register(app)  # simulate, simulate-report, render
+experiment_commands.register(app)  # experiment, experiment-report
+evaluate_synthesis_commands.register(app)  # evaluate-synthesis
+pix2pix_commands.register(app)  # pix2pix-train, pix2pix-generate
+cyclegan_commands.register(app)  # cyclegan-train, cyclegan-generate

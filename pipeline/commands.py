@@ -1,4 +1,4 @@
-"""`lgenode pipeline folds | train | evaluate | cv-report` (registered on ``pipeline.cli.app``).
+"""`lgenode pipeline folds | train | evaluate | cv-report | ensemble` (registered on ``pipeline.cli.app``).
 
 Heavy imports (keras, tensorflow, onnxruntime) happen inside the commands.
 """
@@ -13,6 +13,31 @@ import typer
 
 DATA_DIR_HELP = "Shared data root or the data-set folder (default: $LGENODE_DATA_DIR or ../shared/data)."
 FOLDS_HELP = "Folds JSON (default: pipeline/configs/emidec_folds.json; created from the data if missing)."
+
+
+def ensemble_cmd(
+    run_dir: Path = typer.Argument(..., help="Cross-validation run folder holding fold0..foldK (from `train --fold all`)."),
+    out: Path = typer.Option(..., "--out", help="Weights folder to write (e.g. models/weights)."),
+    version: str = typer.Option(..., "--version", help="Model version written to model.json (e.g. 0.3.0)."),
+    cv_eval: Path | None = typer.Option(None, "--cv-eval", help="Pooled CV evaluation folder (`evaluate --fold all --out ...`): its quality_flag.best_threshold becomes the shipped review threshold."),
+    threshold: float | None = typer.Option(None, "--quality-threshold", help="Review threshold to ship instead of the CV one."),
+    name: str = typer.Option("lgenode-lge-att-res-unet-ensemble", "--name"),
+) -> None:
+    """Assemble the fold models of a cross-validation into one ensemble weights folder."""
+    import json
+
+    from pipeline.train.ensemble import assemble
+
+    folds = sorted(p for p in run_dir.glob("fold[0-9]*") if p.is_dir())
+    if not folds:
+        raise typer.BadParameter(f"no fold folders in {run_dir}", param_hint="RUN_DIR")
+    if threshold is None and cv_eval is not None:
+        q = json.loads((cv_eval / "metrics.json").read_text())["summary"].get("quality_flag") or {}
+        threshold = q.get("best_threshold")
+    path = assemble(folds, out, name, version, threshold,
+                    {"members_from": str(run_dir), "quality_threshold_from":
+                     str(cv_eval) if cv_eval else "--quality-threshold"})
+    typer.echo(f"wrote {path} ({len(folds)} members, quality threshold {threshold})")
 
 
 def _logging(verbose: bool) -> None:
@@ -65,9 +90,12 @@ def folds_cmd(
     n_folds: int = typer.Option(5, "--n-folds", min=2, help="Number of folds."),
     seed: int = typer.Option(0, "--seed", help="Shuffling seed (the result depends only on it and the case list)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing folds file."),
+    myops: bool = typer.Option(True, "--myops/--no-myops", help="Also deal the labelled MyoPS volumes over the folds (ranked by scar share), when the data are present."),
 ) -> None:
-    """Make the EMIDEC cross-validation folds (grouped by patient, stratified) and write them as JSON."""
+    """Make the cross-validation folds (EMIDEC grouped by patient and stratified; the MyoPS
+    volumes dealt over the same folds) and write them as JSON."""
     from pipeline.datasets import folds as F
+    from pipeline.datasets.paths import myops_dir
 
     path = out or F.DEFAULT_FOLDS_FILE
     if path.exists() and not force:
@@ -75,12 +103,15 @@ def folds_cmd(
         typer.echo(f"{path} exists (use --force to rewrite); its folds:")
     else:
         doc = F.make_folds(F.emidec_case_infos(data_dir), n_folds=n_folds, seed=seed)
+        if myops and myops_dir(data_dir).is_dir():
+            F.assign_myops(doc, F.myops_scar_shares(data_dir), seed=seed)
         F.save_folds(doc, path)
         typer.echo(f"wrote {path}")
     strata = doc["strata"]
     for f in doc["folds"]:
         counts = {s: sum(1 for c in f["val"] if strata.get(c) == s) for s in F.STRATA}
-        typer.echo(f"fold {f['fold']}: {len(f['val'])} cases, {f['n_slices']} slices, {counts}")
+        typer.echo(f"fold {f['fold']}: {len(f['val'])} cases, {f['n_slices']} slices, {counts}"
+                   + (f", MyoPS {', '.join(f['val_myops'])}" if f.get("val_myops") else ""))
 
 
 def train_cmd(
@@ -107,6 +138,11 @@ def train_cmd(
     workers: int = typer.Option(1, "--workers", min=1, help="Threads preparing batches."),
     synthetic: list[str] = typer.Option([], "--synthetic", help="Synthetic pairs.npz (or its folder) mixed into segmenter batches; repeat for several. '{fold}' in the path is replaced by the fold number."),
     synthetic_fraction: float = typer.Option(0.25, "--synthetic-fraction", min=0.0, max=0.95, help="Share of each segmenter batch drawn from --synthetic (same steps and batch size as without)."),
+    myops: bool = typer.Option(True, "--myops/--no-myops", help="Also train (and validate) on the folds' MyoPS LGE volumes (real scanner geometry and intensities; scar supervises 'infarct or MVO')."),
+    myops_share: float = typer.Option(0.3, "--myops-share", min=0.0, max=1.0, help="Share of case draws per batch taken from MyoPS cases."),
+    localiser_cine: bool = typer.Option(True, "--localiser-cine/--no-localiser-cine", help="Also train the localiser on the MyoPS bSSFP (C0) images, which share the LGE labels."),
+    lr_schedule: str = typer.Option("poly", "--lr-schedule", help="poly (nnU-Net: lr0*(1-e/E)^0.9, fixed epochs, best checkpoint kept) or plateau (halve on plateau, early stopping)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoints (weights, optimizer, epoch, history); finished stages are kept."),
     quiet: bool = typer.Option(False, "--quiet", help="One line per epoch instead of a progress bar."),
 ) -> None:
     """Train the LV localiser and the attention residual U-Net on EMIDEC (one fold, all folds, or all cases).
@@ -135,7 +171,11 @@ def train_cmd(
                       localiser_epochs=localiser_epochs, class_weights=class_weights,
                       dice_weight=dice_weight, seed=seed, limit_cases=limit_cases,
                       export_onnx=export, workers=workers, verbose=2 if quiet else 1,
-                      synthetic=list(synthetic), synthetic_fraction=synthetic_fraction)
+                      synthetic=list(synthetic), synthetic_fraction=synthetic_fraction,
+                      myops=myops, myops_share=myops_share, localiser_cine=localiser_cine,
+                      lr_schedule=lr_schedule, resume=resume)
+    if lr_schedule not in ("poly", "plateau"):
+        raise typer.BadParameter("poly or plateau", param_hint="--lr-schedule")
     if ks is None:
         runs = [train(cfg)]
     elif len(ks) == 1 and fold.strip().lower() != "all":
@@ -162,9 +202,10 @@ def evaluate_cmd(
 ) -> None:
     """Score a trained model on a labelled data set through the node's inference entry point.
 
-    Reports (a) per-class Dice pooled over all slices and their mean, (b) EMIDEC per-case Dice for
-    myocardium, infarct and no-reflow, (c) myocardium HD95, (d) per-case volume agreement, and
-    overlays of the five worst cases.
+    Reports clinical agreement of infarct % and MVO % of the LV myocardium (Lin's CCC, Pearson r,
+    bias, 95 % limits; agreement.png), (a) per-class Dice pooled over all slices and their mean,
+    (b) EMIDEC per-case Dice for myocardium, infarct and no-reflow, (c) myocardium HD95,
+    (d) per-case volume agreement, (e) LV localisation, and overlays of the five worst cases.
     """
     _logging(False)
     from pipeline.evaluate.cases import FORMATS, list_case_ids
@@ -208,10 +249,14 @@ def _echo_summary(summary: dict[str, object], out: Path) -> None:
     mean = summary["pooled_class_dice_mean"]
 
     def f(v: object) -> str:
-        return "n/a" if v is None else f"{float(v):.4f}"  # type: ignore[arg-type]
+        return "n/a" if v is None or v != v else f"{float(v):.4f}"  # type: ignore[arg-type]
 
     typer.echo(f"{summary['n_cases']} cases: pooled Dice "
                + ", ".join(f"{k} {f(v)}" for k, v in pc.items()) + f"; mean {f(mean)}")
+    inf = (summary.get("clinical_agreement") or {}).get("infarct_percent") or {}  # type: ignore
+    if inf.get("n"):
+        typer.echo(f"infarct % of LV myocardium: CCC {f(inf.get('ccc'))}, bias {f(inf.get('bias'))}"
+                   f" ± {f(inf.get('sd'))} points (n {inf['n']})")
     typer.echo(f"report: {out / 'metrics.md'}")
 
 
@@ -231,3 +276,4 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
     app.command("evaluate")(evaluate_cmd)
     app.command("cv-report")(cv_report_cmd)
+    app.command("ensemble")(ensemble_cmd)

@@ -52,3 +52,19 @@ def test_pipeline_image_entrypoint_runs_pipeline_commands():
     for cmd in ("simulate", "train", "evaluate", "experiment"):
         res = CliRunner().invoke(app, ["pipeline", cmd, "--help"])
         assert res.exit_code == 0, (cmd, res.output)
+
+
+def test_node_image_holds_what_the_node_imports_and_not_the_lab():
+    import ast
+
+    copied = {rest.split()[0] for op, rest in _instructions(REPO / "docker" / "node.Dockerfile") if op == "COPY"}
+    assert {"lgenode", "node", "models"} <= copied and "pipeline" not in copied
+    ours = {"lgenode", "node", "models", "pipeline", "dicomstudy", "tests"}
+    for package in ("node", "models"):
+        for path in (REPO / package).rglob("*.py"):
+            for item in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in item.names] if isinstance(item, ast.Import)
+                         else [item.module or ""] if isinstance(item, ast.ImportFrom) and not item.level else [])
+                for name in names:
+                    top = name.split(".")[0]
+                    assert top not in ours or top in copied, f"{path.relative_to(REPO)} imports {name}"

@@ -7,12 +7,18 @@ The NIfTI affine is RAS; DICOM patient space is LPS, so x and y change sign.
 `Volume` needs positions that increase along row x column. A left-handed affine (negative
 determinant, what dcm2niix writes because it stores DICOM rows bottom-up) is therefore read with
 NIfTI axis 1 reversed, which restores the original DICOM row order and display orientation
-instead of reversing the slices. `save_nifti` always writes the volume's own (right-handed) order;
-the world geometry is the same either way.
+instead of reversing the slices.
+
+`save_nifti` writes labels of a volume read by `load_nifti` back in that file's own voxel order,
+with its header geometry (qform, sform, their codes, pixdim) unchanged, so that array tools can
+compare the labels with the input voxel for voxel. Any other volume (DICOM, PNG, or a NIfTI
+volume whose grid has since changed) is written in the volume's own right-handed order with a
+qform and sform built from its geometry; the world grid is the same either way.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -21,9 +27,31 @@ import numpy as np
 from models.io.errors import GeometryError
 from models.volume import Volume
 
-__all__ = ["load_nifti", "save_nifti", "RAS_TO_LPS"]
+__all__ = ["load_nifti", "save_nifti", "RAS_TO_LPS", "NiftiSource"]
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+# Key of `Volume.meta` under which `load_nifti` keeps what `save_nifti` needs to write back.
+SOURCE_KEY = "nifti_source"
+
+
+@dataclass(frozen=True)
+class NiftiSource:
+    """The file a `Volume` was read from: its header, array shape and how its axes were mapped.
+
+    ``grid`` is the `Volume` geometry derived from it, so that `save_nifti` writes the file's own
+    order only for a volume still on that grid.
+    """
+
+    header: nib.Nifti1Header
+    shape: tuple[int, ...]  # the stored array's shape (2-D and 4-D singleton kept)
+    rows_flipped: bool
+    grid: tuple[tuple[int, ...], np.ndarray]  # (Volume.shape, Volume.affine_lps())
+
+    def matches(self, volume: Volume) -> bool:
+        shape, affine = self.grid
+        return volume.shape == shape and bool(
+            np.allclose(volume.affine_lps(), affine, rtol=0.0, atol=1e-6)
+        )
 
 
 def load_nifti(path: Path | str) -> Volume:
@@ -35,6 +63,7 @@ def load_nifti(path: Path | str) -> Volume:
     path = Path(path)
     img = nib.load(path)
     data = np.asanyarray(img.dataobj)
+    stored_shape = tuple(int(x) for x in data.shape)
     if img.header.get_slope_inter() not in ((None, None), (1.0, 0.0)):
         data = img.get_fdata(dtype=np.float32)
     while data.ndim > 3 and data.shape[-1] == 1:
@@ -70,7 +99,7 @@ def load_nifti(path: Path | str) -> Volume:
         )
     spacing = abs(step) if n > 1 else None
     thickness = float(img.header.get_zooms()[2]) if len(img.header.get_zooms()) > 2 else None
-    return Volume(
+    volume = Volume(
         pixels=pixels,
         pixel_spacing=(row_sp, col_sp),
         row_direction=row_direction,
@@ -80,6 +109,12 @@ def load_nifti(path: Path | str) -> Volume:
         slice_thickness=thickness,
         meta={"source": path.name, "spacing_known": True, "nifti_rows_flipped": flip_rows},
     )
+    if isinstance(img, nib.Nifti1Image):  # NIfTI-1 and -2 files; a .hdr/.img pair is not kept
+        volume.meta[SOURCE_KEY] = NiftiSource(
+            header=img.header.copy(), shape=stored_shape, rows_flipped=flip_rows,
+            grid=(volume.shape, volume.affine_lps()),
+        )
+    return volume
 
 
 def _flip_axis1(n_rows: int) -> np.ndarray:
@@ -91,15 +126,37 @@ def _flip_axis1(n_rows: int) -> np.ndarray:
 
 
 def save_nifti(labels: np.ndarray, like: Volume, path: Path | str) -> Path:
-    """Write ``labels`` (shape ``like.shape``, slice/row/col order) with ``like``'s geometry."""
+    """Write ``labels`` (shape ``like.shape``, slice/row/col order) with ``like``'s geometry.
+
+    When ``like`` was read by `load_nifti` and is still on that grid, the file gets the input's
+    voxel order, array shape and header geometry exactly (see the module docstring).
+    """
     path = Path(path)
     labels = np.asarray(labels)
     if labels.shape != like.shape:
         raise ValueError(f"labels shape {labels.shape} differs from the volume's {like.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    src = like.meta.get(SOURCE_KEY)
+    if isinstance(src, NiftiSource) and src.matches(like):
+        nib.save(_like_source(labels, src), path)
+        return path
     affine = RAS_TO_LPS @ like.affine_lps()
     img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(labels, (2, 1, 0))), affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(img, path)
     return path
+
+
+def _like_source(labels: np.ndarray, src: NiftiSource) -> nib.Nifti1Image:
+    """``labels`` in the source file's voxel order, with a copy of its header."""
+    labels = labels.astype(np.uint8) if labels.dtype == bool else labels
+    data = labels[:, ::-1, :] if src.rows_flipped else labels  # undo load_nifti's flip
+    data = np.ascontiguousarray(np.transpose(data, (2, 1, 0))).reshape(src.shape)
+    hdr = src.header.copy()
+    hdr.set_data_dtype(data.dtype)
+    hdr.set_slope_inter(None, None)  # label values as stored, no intensity scaling
+    hdr["cal_min"], hdr["cal_max"] = 0.0, 0.0
+    # affine None: the header's qform and sform (and their codes) are written as they are.
+    image_class = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
+    return image_class(data, None, header=hdr)

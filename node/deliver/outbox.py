@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Sequence
@@ -20,11 +19,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.config import CStoreDestination as CStoreCfg
-from node.config import DeliveryConfig, NodeConfig
-from node.config import StowDestination as StowCfg
+from node.config import CStoreDestinationConfig, DeliveryConfig, NodeConfig, StowDestinationConfig
 from node.db.models import Delivery, DeliveryState, utcnow
 from node.deliver import CStoreDestination, DeliveryResult, Destination, StowDestination, deliver
+from node.job.handover import OutgoingObject
 from node.security import audit as A
 from node.security.tls import client_context
 
@@ -33,17 +31,14 @@ log = logging.getLogger(__name__)
 SEND_LEASE = timedelta(minutes=5)
 
 
-@dataclass(frozen=True)
-class OutgoingObject:
-    kind: str  # seg, sr, pdf
-    sop_instance_uid: str
-    sop_class_uid: str
-    relpath: str  # under the store root
+__all__ = ["Outbox", "OutgoingObject", "delivery_summary", "transport_destination"]
 
 
-def transport_destination(cfg: CStoreCfg | StowCfg, our_ae: str,
+def transport_destination(cfg: CStoreDestinationConfig | StowDestinationConfig, our_ae: str,
                           resolve: Callable[[Path], Path] = lambda p: p) -> Destination:
-    if isinstance(cfg, CStoreCfg):
+    """The transport's destination for a configured one (``our_ae``: the default calling AE title;
+    ``resolve``: makes the TLS/CA file paths absolute, relative to the config file)."""
+    if isinstance(cfg, CStoreDestinationConfig):
         return CStoreDestination(host=cfg.host, port=cfg.port, ae_title=cfg.ae_title,
                                  calling_ae_title=cfg.calling_ae_title or our_ae, name=cfg.name,
                                  acse_timeout_s=cfg.timeout_seconds, dimse_timeout_s=cfg.timeout_seconds,

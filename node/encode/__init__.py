@@ -8,8 +8,8 @@ Entry point for the job runner::
 returns ``[seg, sr, pdf]`` (pydicom Datasets, highdicom subclasses). UIDs are derived from
 ``job_key`` + object kind + algorithm version (`node.encode.uids`), so encoding the same job
 again gives the same SOP Instance UIDs; with ``created`` fixed it gives the same bytes too.
-`encode_seg_sr` and `encode_report` do the two halves separately, e.g. to send SEG + SR before
-spending ~1 s on the PDF.
+`encode_seg_sr` and `encode_report` do the two halves separately, so that SEG + SR can be sent
+before the slower PDF is made (the job's ``report`` stage).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pydicom.uid import generate_uid
 
 from models.aha import AhaResult
 from models.measurements import Measurements
+from models.segment import Quality
 from models.volume import Volume
 from node.encode.algorithm import AlgorithmInfo
 from node.encode.numbering import derived_series_number
@@ -98,8 +99,10 @@ def encode_seg_sr(
     job_key: str | None = None,
     created: datetime.datetime | None = None,
     uid_prefix: str | None = None,
+    quality: Quality | None = None,
 ) -> EncodedObjects:
-    """SEG and SR (no PDF). ``job_key`` defaults to the source SeriesInstanceUID."""
+    """SEG and SR (no PDF). ``job_key`` defaults to the source SeriesInstanceUID; ``quality``
+    (the model's confidence and review flag) goes into the SR when given."""
     from node.encode.seg import build_segmentation
     from node.encode.sr import build_measurement_report
 
@@ -109,7 +112,7 @@ def encode_seg_sr(
     _stamp(seg, created)
     sr = build_measurement_report(stack.images, seg, measurements, aha, algorithm, uids["sr"],
                                   series_number=derived_series_number(stack.reference, "sr"),
-                                  content_datetime=created)
+                                  content_datetime=created, quality=quality)
     _stamp(sr, created)
     return EncodedObjects(seg=seg, sr=sr)
 
@@ -126,6 +129,7 @@ def encode_report(
     job_key: str | None = None,
     created: datetime.datetime | None = None,
     uid_prefix: str | None = None,
+    quality: Quality | None = None,
 ) -> Dataset:
     """The Encapsulated PDF report (``derived_from``: the SEG and SR, for its references)."""
     from node.encode.report import build_report
@@ -133,7 +137,7 @@ def encode_report(
     stack, uids = _source_stack_and_uids(source_datasets, volume, algorithm, job_key, uid_prefix)
     pdf = build_report(stack.images, volume, labels, measurements, aha, algorithm, uids["pdf"],
                        series_number=derived_series_number(stack.reference, "pdf"),
-                       derived_from=derived_from, content_datetime=created)
+                       derived_from=derived_from, content_datetime=created, quality=quality)
     _stamp(pdf, created)
     return pdf
 
@@ -150,13 +154,14 @@ def encode_results(
     created: datetime.datetime | None = None,
     uid_prefix: str | None = None,
     with_report: bool = True,
+    quality: Quality | None = None,
 ) -> list[Dataset]:
     """``[SEG, SR, PDF]`` for one job (``[SEG, SR]`` when ``with_report`` is false)."""
     objs = encode_seg_sr(source_datasets, labels, volume, measurements, aha, algorithm,
-                         job_key=job_key, created=created, uid_prefix=uid_prefix)
+                         job_key=job_key, created=created, uid_prefix=uid_prefix, quality=quality)
     out = [objs.seg, objs.sr]
     if with_report:
         out.append(encode_report(source_datasets, labels, volume, measurements, aha, algorithm,
                                  derived_from=out, job_key=job_key, created=created,
-                                 uid_prefix=uid_prefix))
+                                 uid_prefix=uid_prefix, quality=quality))
     return out

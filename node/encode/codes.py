@@ -53,6 +53,12 @@ __all__ = [
     "PERCENT_ENHANCED",
     "MEAN_TRANSMURALITY",
     "N_TRANSMURAL_SEGMENTS",
+    "QUALITY_SCORE",
+    "NEEDS_CAREFUL_REVIEW",
+    "INFARCT_PERCENT_SPREAD",
+    "YES",
+    "NO",
+    "UNITLESS",
     "MILLILITER",
     "GRAM",
     "PERCENT",
@@ -137,6 +143,15 @@ PERCENT_OF_LV_MYOCARDIUM = _local("LGE0001", "Percent of left ventricular myocar
 PERCENT_ENHANCED = _local("LGE0002", "Percent of segment myocardium enhanced")
 MEAN_TRANSMURALITY = _local("LGE0003", "Mean transmural extent of enhancement")
 N_TRANSMURAL_SEGMENTS = _local("LGE0004", "Number of segments with transmural extent > 50%")
+# The model's own confidence in this series' result (models.segment.Quality): no standard code
+# describes an AI output's self-assessed quality, hence local codes. The review flag is a
+# qualitative evaluation answered with the standard SNOMED Yes / No.
+QUALITY_SCORE = _local("LGE0005", "Segmentation quality score (model confidence)")
+NEEDS_CAREFUL_REVIEW = _local("LGE0006", "Needs careful review")
+INFARCT_PERCENT_SPREAD = _local("LGE0007", "Infarct percent spread across ensemble members")
+YES = _sct(codes.SCT.Yes)
+NO = _sct(codes.SCT.No)
+UNITLESS = CodedConcept("1", "UCUM", "no units")
 
 
 def local_coding_scheme() -> CodingSchemeIdentificationItem:

@@ -15,13 +15,17 @@ from pydicom.dataset import Dataset
 
 from node.encode.codes import (
     AHA_SEGMENT_CODES,
+    INFARCT_PERCENT_SPREAD,
     MASS,
     MEAN_TRANSMURALITY,
     N_TRANSMURAL_SEGMENTS,
+    NEEDS_CAREFUL_REVIEW,
     PERCENT_ENHANCED,
     PERCENT_OF_LV_MYOCARDIUM,
+    QUALITY_SCORE,
     SEGMENT_CONCEPTS,
     VOLUME,
+    YES,
 )
 
 __all__ = ["seg_volumes_ml", "SrValues", "sr_values"]
@@ -57,6 +61,10 @@ class SrValues:
     # AHA segment number -> {"percent_enhanced": ..., "mean_transmurality_percent": ...}
     aha: dict[int, dict[str, float]] = field(default_factory=dict)
     n_transmural_segments: int | None = None
+    # the model's confidence (absent in reports of a reviewed SEG)
+    quality_score: float | None = None
+    needs_review: bool | None = None
+    infarct_percent_spread: float | None = None
 
 
 def _value(group, concept) -> float | None:
@@ -80,6 +88,13 @@ def sr_values(sr: Dataset) -> SrValues:
         vals = {"volume_ml": _value(g, VOLUME), "mass_g": _value(g, MASS),
                 "percent": _value(g, PERCENT_OF_LV_MYOCARDIUM)}
         out.structures[c.key] = {k: v for k, v in vals.items() if v is not None}
+        if c.key == "myocardium":
+            out.quality_score = _value(g, QUALITY_SCORE)
+            for ev in g.get_qualitative_evaluations(name=NEEDS_CAREFUL_REVIEW):
+                out.needs_review = (ev.value.value, ev.value.scheme_designator) == (
+                    YES.value, YES.scheme_designator)
+        if c.key == "infarct":
+            out.infarct_percent_spread = _value(g, INFARCT_PERCENT_SPREAD)
         ref = g.referenced_segment
         if ref is not None:
             out.referenced_segments[c.key] = (

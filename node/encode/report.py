@@ -30,6 +30,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from models.aha import AhaResult
 from models.bullseye import draw_bullseye
 from models.measurements import Measurements
+from models.segment import Quality
 from models.volume import Volume
 from node.encode.algorithm import AlgorithmInfo
 from node.encode.codes import DOCUMENT_TITLE
@@ -94,8 +95,10 @@ def render_report_pdf(
     algorithm: AlgorithmInfo,
     *,
     header: dict[str, str] | None = None,
+    quality: Quality | None = None,
 ) -> bytes:
-    """The two-page PDF as bytes. ``header``: identifiers shown at the top (label -> text)."""
+    """The two-page PDF as bytes. ``header``: identifiers shown at the top (label -> text);
+    ``quality``: the model's confidence, with a prominent warning when it asks for review."""
     from matplotlib.backends.backend_pdf import PdfPages
     from matplotlib.figure import Figure
 
@@ -133,7 +136,16 @@ def render_report_pdf(
             covered = sum(1 for s in aha.segments if s.covered)
             rows.append(("AHA segments with transmurality > 50 %",
                          f"{aha.n_transmural_segments} of {covered} covered"))
+        if quality is not None:
+            members = f", {quality.members} models" if quality.members > 1 else ""
+            rows.append(("Model confidence (quality score, 0-1)",
+                         f"{quality.score:.2f}{members}"
+                         + (f" (threshold {quality.threshold:.2f})" if quality.threshold else "")))
         fig.text(0.06, y, "Key results", fontsize=11, weight="bold")
+        if quality is not None and quality.needs_review:
+            fig.text(0.34, y, "NEEDS CAREFUL REVIEW: low model confidence", fontsize=10,
+                     color="white", weight="bold",
+                     bbox={"facecolor": "#c05000", "edgecolor": "none", "pad": 3})
         y -= 0.022
         for name, value in rows:
             fig.text(0.08, y, name, fontsize=9.5)
@@ -315,10 +327,12 @@ def build_report(
     series_number: int,
     derived_from: Sequence[Dataset] = (),
     content_datetime: datetime.datetime | None = None,
+    quality: Quality | None = None,
 ) -> EncapsulatedPDF:
     """Render the PDF and wrap it; ``derived_from``: the SEG and SR it summarises."""
     ref = source_datasets[0]
-    pdf = render_report_pdf(volume, labels, measurements, aha, algorithm, header=_header(ref))
+    pdf = render_report_pdf(volume, labels, measurements, aha, algorithm, header=_header(ref),
+                            quality=quality)
     return EncapsulatedPDF(
         pdf,
         source_datasets,

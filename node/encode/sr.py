@@ -42,23 +42,30 @@ from pydicom.uid import generate_uid
 
 from models.aha import AhaResult
 from models.measurements import Measurements
+from models.segment import Quality
 from node.encode.algorithm import AlgorithmInfo
 from node.encode.codes import (
     AHA_SEGMENT_CODES,
     GRAM,
+    INFARCT_PERCENT_SPREAD,
     LV_MYOCARDIUM,
     MASS,
     MEAN_TRANSMURALITY,
     MILLILITER,
     MYOCARDIAL_INFARCTION,
     N_TRANSMURAL_SEGMENTS,
+    NEEDS_CAREFUL_REVIEW,
+    NO,
     PERCENT,
     PERCENT_ENHANCED,
     PERCENT_OF_LV_MYOCARDIUM,
     PROCEDURE_CARDIAC_MRI,
+    QUALITY_SCORE,
     SEGMENT_CONCEPTS,
     SEGMENTS_UNIT,
+    UNITLESS,
     VOLUME,
+    YES,
     local_coding_scheme,
 )
 from node.encode.uids import ObjectUIDs
@@ -100,6 +107,22 @@ def _segment_measurements(key: str, m: Measurements,
         return [meas(VOLUME, m.mvo_ml, MILLILITER),
                 meas(PERCENT_OF_LV_MYOCARDIUM, m.mvo_percent_of_myocardium, PERCENT)]
     raise KeyError(key)
+
+
+def _quality_measurements(key: str, q: Quality, algo: hd.sr.AlgorithmIdentification
+                          ) -> list[hd.sr.Measurement]:
+    if key == "myocardium":
+        return [hd.sr.Measurement(name=QUALITY_SCORE, value=round(float(q.score), 4),
+                                  unit=UNITLESS, algorithm_id=algo)]
+    if key == "infarct" and q.members > 1:
+        return [hd.sr.Measurement(name=INFARCT_PERCENT_SPREAD,
+                                  value=round(float(q.infarct_pct_spread), 2), unit=PERCENT,
+                                  algorithm_id=algo)]
+    return []
+
+
+def _quality_evaluations(q: Quality) -> list[hd.sr.QualitativeEvaluation]:
+    return [hd.sr.QualitativeEvaluation(NEEDS_CAREFUL_REVIEW, YES if q.needs_review else NO)]
 
 
 def _aha_groups(aha: AhaResult, algo: hd.sr.AlgorithmIdentification,
@@ -155,8 +178,11 @@ def build_measurement_report(
     instance_number: int = 1,
     series_description: str = SERIES_DESCRIPTION,
     content_datetime: datetime.datetime | None = None,
+    quality: Quality | None = None,
 ) -> hd.sr.Comprehensive3DSR:
-    """The TID 1500 report; ``seg`` is the SEG built from the same labels."""
+    """The TID 1500 report; ``seg`` is the SEG built from the same labels. ``quality``: the
+    model's confidence (score in the myocardium group, the review flag as its qualitative
+    evaluation, the ensemble's infarct-% spread in the infarct group)."""
     algo = sr_algorithm(algorithm, aha)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -184,7 +210,10 @@ def build_measurement_report(
             finding_type=c.property_type,
             finding_category=c.category,
             algorithm_id=algo,
-            measurements=_segment_measurements(c.key, measurements, algo),
+            measurements=_segment_measurements(c.key, measurements, algo)
+            + (_quality_measurements(c.key, quality, algo) if quality is not None else []),
+            qualitative_evaluations=(_quality_evaluations(quality)
+                                     if quality is not None and c.key == "myocardium" else None),
         ))
     if aha is not None:
         groups.extend(_aha_groups(aha, algo, sr_uid))

@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 from io import BytesIO
-from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
+from sqlalchemy.orm import Session, sessionmaker
 
-from node.deliver.outbox import OutgoingObject
+from node.job.handover import OutgoingObject
 from node.receive.header import InstanceHeader
+from node.store.files import FileStore
 from node.store.ingest import index_instance
 
 
-def store_result(files: Any, sessions: Any, kind: str, ds: Dataset) -> OutgoingObject:
+def store_result(files: FileStore, sessions: sessionmaker[Session], kind: str, ds: Dataset) -> OutgoingObject:
+    """Write ``ds`` under the store root like a received instance and index it (once).
+
+    Parameters
+    ----------
+    files, sessions:
+        The node's file store and database.
+    kind:
+        ``seg``, ``sr`` or ``pdf``.
+    ds:
+        The encoded object (with file meta).
+
+    Returns
+    -------
+    OutgoingObject
+        What the outbox needs to send (and re-send) the stored file.
+    """
     buf = BytesIO()
     dcmwrite(buf, ds, enforce_file_format=True)
     header = InstanceHeader(
@@ -29,3 +46,8 @@ def store_result(files: Any, sessions: Any, kind: str, ds: Dataset) -> OutgoingO
         with sessions.begin() as s:
             index_instance(s, header, relpath, stored.size, late_policy="store_only", produced=True)
     return OutgoingObject(kind, header.sop_instance_uid, header.sop_class_uid, relpath)
+
+
+def listed(obj: OutgoingObject) -> dict[str, str]:
+    """How a job's result lists a stored object."""
+    return {"kind": obj.kind, "sop_instance_uid": obj.sop_instance_uid, "series_uid": obj.relpath.split("/")[1]}

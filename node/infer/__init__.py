@@ -1,1 +1,1 @@
-"""Inference-side job stages: loading the series (and, with the model issue, segmentation)."""
+"""Inference-side job stages: load the series as a volume, segment it, and map a reviewed SEG back."""

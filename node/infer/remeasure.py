@@ -1,67 +1,56 @@
-"""Stages of a ``remeasure`` job: a reviewed SEG -> measurements -> a new SR referencing it."""
+"""First stage of a ``remeasure`` job: a reviewed SEG -> labels on its source volume -> measurements.
+
+The job goes on with `node.encode.stage.stage_encode_reviewed_sr` (a new SR referencing the SEG).
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from models.aha import compute_aha
 from models.measurements import compute_measurements
-from node.infer.load import load_volume, read_sources, series_files
+from node.infer.load import load_volume, series_files
 from node.infer.reviewed_seg import classify_stored, labels_from_seg
+from node.job.errors import PermanentError
+from node.job.handover import JobRun, ReviewedSegmentation
 
-SR_DESCRIPTION = "LGE AI measurements (reviewed SEG)"
 
+def stage_load_reviewed(run: JobRun, _: None = None) -> ReviewedSegmentation:
+    """The job's reviewed SEG as labels on its source series' volume, measured.
 
-def stage_load_reviewed(ctx: Any) -> None:
-    from node.job.worker import PermanentError
-
-    with ctx.sessions() as s:
-        verdict, seg = classify_stored(s, ctx.store_root, ctx.job.series_uid)
+    Raises
+    ------
+    PermanentError
+        The SEG is not a reviewed SEG of a processed series, or it does not map onto that series.
+    """
+    with run.sessions() as s:
+        verdict, seg = classify_stored(s, run.store_root, run.job.series_uid)
     if seg is None or not verdict.reviewed or verdict.source_series_uid is None:
         raise PermanentError(verdict.reason)
     try:
-        ctx.volume = load_volume(series_files(ctx.sessions, ctx.store_root, verdict.source_series_uid))
-        ctx.labels = labels_from_seg(seg, ctx.volume)
+        volume = load_volume(series_files(run.sessions, run.store_root, verdict.source_series_uid))
+        labels = labels_from_seg(seg, volume)
     except ValueError as exc:
         raise PermanentError(f"cannot map the reviewed SEG onto its source series: {exc}") from exc
-    ctx.seg = seg
-    ctx.source_series_uid = verdict.source_series_uid
-    ctx.measurements = compute_measurements(ctx.labels, ctx.volume)
+    measurements = compute_measurements(labels, volume)
     try:
-        ctx.aha = compute_aha(ctx.labels, ctx.volume)
+        aha = compute_aha(labels, volume)
     except ValueError as exc:
-        ctx.aha = None
-        ctx.result["aha_error"] = str(exc)
-    ctx.result.update({"reviewed_seg": {"sop_instance_uid": str(seg.SOPInstanceUID),
+        aha = None
+        run.result["aha_error"] = str(exc)
+    name, version = _algorithm(seg)
+    run.result.update({"reviewed_seg": {"sop_instance_uid": str(seg.SOPInstanceUID),
                                         "series_uid": str(seg.SeriesInstanceUID),
                                         "content_creator": str(seg.get("ContentCreatorName", "") or "")},
                        "source_series_uid": verdict.source_series_uid,
-                       "measurements": ctx.measurements.to_dict()})
-    if ctx.aha is not None:
-        ctx.result["aha"] = ctx.aha.to_dict()
+                       "measurements": measurements.to_dict()})
+    if aha is not None:
+        run.result["aha"] = aha.to_dict()
+    return ReviewedSegmentation(verdict.source_series_uid, volume, labels, name, version, measurements, aha, seg=seg)
 
 
-def stage_encode_reviewed_sr(ctx: Any) -> None:
-    from node.encode.algorithm import AlgorithmInfo
-    from node.encode.sources import match_sources
-    from node.encode.sr import build_measurement_report
-    from node.encode.store import store_result
-    from node.encode.uids import derive_object_uids
-
-    seg = ctx.seg
-    seg_item = seg.SegmentSequence[0]
-    algo_seq = seg_item.get("SegmentationAlgorithmIdentificationSequence")
+def _algorithm(seg) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """(name, version) of the algorithm the reviewed SEG names (the AI's, kept by the viewer)."""
+    item = seg.SegmentSequence[0]
+    algo_seq = item.get("SegmentationAlgorithmIdentificationSequence")
     if algo_seq:
-        name, version = str(algo_seq[0].AlgorithmName), str(algo_seq[0].AlgorithmVersion)
-    else:
-        name, version = str(seg_item.get("SegmentAlgorithmName", "manual")), "n/a"
-    algorithm = AlgorithmInfo(name=name, version=version)
-    sources = read_sources(ctx.sessions, ctx.store_root, ctx.source_series_uid)
-    stack = match_sources(sources, ctx.volume)
-    uids = derive_object_uids(str(seg.SOPInstanceUID), "sr", algorithm.uid_version)
-    sr = build_measurement_report(stack.images, seg, ctx.measurements, ctx.aha, algorithm, uids,
-                                  series_number=int(seg.get("SeriesNumber") or 9900) + 1,
-                                  series_description=SR_DESCRIPTION)
-    ctx.outgoing = [store_result(ctx.files, ctx.sessions, "sr", sr)]
-    ctx.result["objects"] = [{"kind": "sr", "sop_instance_uid": ctx.outgoing[0].sop_instance_uid,
-                              "series_uid": str(sr.SeriesInstanceUID)}]
+        return str(algo_seq[0].AlgorithmName), str(algo_seq[0].AlgorithmVersion)
+    return str(item.get("SegmentAlgorithmName", "manual")), "n/a"

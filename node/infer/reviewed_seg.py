@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from models.volume import Volume
+from node.db.models import Instance, Series, SeriesState
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 # Segment numbers the node writes (node/encode/codes.py): nested masks.
@@ -53,13 +55,15 @@ def read_seg(path: Path) -> Dataset:
     return dcmread(path)
 
 
-def classify_stored(session: Any, store_root: Path, seg_series_uid: str) -> tuple[SegVerdict, Dataset | None]:
+def classify_stored(session: Session, store_root: Path, seg_series_uid: str) -> tuple[SegVerdict, Dataset | None]:
     """Read the (single) SEG instance of a stored series and classify it against the LGE series
-    this node has processed. Used when the series completes and again when its job runs."""
-    from sqlalchemy import select
+    this node has processed. Used when the series completes and again when its job runs.
 
-    from node.db.models import Instance, Series, SeriesState
-
+    Returns
+    -------
+    tuple[SegVerdict, pydicom.dataset.Dataset | None]
+        The verdict, and the SEG when it could be read.
+    """
     paths = list(session.scalars(select(Instance.path).where(Instance.series_uid == seg_series_uid)))
     if len(paths) != 1:
         return SegVerdict(False, f"{len(paths)} SEG instances in one series: expected one"), None

@@ -1,10 +1,9 @@
-"""Job stage 2: segment the loaded volume and compute the clinical measurements."""
+"""Job stage ``segment``: segment the loaded volume and compute the clinical measurements."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -12,6 +11,8 @@ from models.aha import compute_aha
 from models.measurements import compute_measurements
 from models.segment import WeightsNotFoundError, load_model, segment_volume
 from models.volume import Volume
+from node.job.errors import PermanentError
+from node.job.handover import JobRun, LoadedSeries, Segmentation
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ def _phantom() -> Volume:
 
 
 class SegmentStage:
+    """Segments the volume with the configured model (``weights_dir``, ``runtime``: see
+    `models.segment.segment_volume`) and measures the result."""
+
     def __init__(self, weights_dir: Path | None, runtime: str) -> None:
         self.weights_dir = weights_dir
         self.runtime = runtime
@@ -43,24 +47,32 @@ class SegmentStage:
         except Exception as exc:  # a phantom the rules reject is fine: the networks have run
             log.debug("warm-up run on the phantom: %s", exc)
 
-    def __call__(self, ctx: Any) -> None:
-        from node.job.worker import PermanentError
+    def __call__(self, run: JobRun, loaded: LoadedSeries) -> Segmentation:
+        """Labels, measurements and AHA segments of ``loaded.volume``.
 
+        Raises
+        ------
+        PermanentError
+            No model weights to run.
+        """
+        volume = loaded.volume
         try:
-            seg = segment_volume(ctx.volume, weights_dir=self.weights_dir, runtime=self.runtime)
+            seg = segment_volume(volume, weights_dir=self.weights_dir, runtime=self.runtime)
         except WeightsNotFoundError as exc:
             raise PermanentError(str(exc)) from exc
-        ctx.labels = seg.labels
-        ctx.model = (seg.model_name, seg.model_version)
-        ctx.measurements = compute_measurements(seg.labels, ctx.volume)
+        measurements = compute_measurements(seg.labels, volume)
         try:
-            ctx.aha = compute_aha(seg.labels, ctx.volume)
+            aha = compute_aha(seg.labels, volume)
         except ValueError as exc:  # e.g. no myocardium found: volumes are still reported
-            ctx.aha = None
-            ctx.result["aha_error"] = str(exc)
-        ctx.result["model"] = {"name": seg.model_name, "version": seg.model_version, "runtime": seg.runtime,
+            aha = None
+            run.result["aha_error"] = str(exc)
+        run.result["model"] = {"name": seg.model_name, "version": seg.model_version, "runtime": seg.runtime,
                                "localised_by": seg.localised_by}
-        ctx.result["segment_timings_s"] = {k: round(v, 4) for k, v in seg.timings.items()}
-        ctx.result["measurements"] = ctx.measurements.to_dict()
-        if ctx.aha is not None:
-            ctx.result["aha"] = ctx.aha.to_dict()
+        run.result["segment_timings_s"] = {k: round(v, 4) for k, v in seg.timings.items()}
+        run.result["measurements"] = measurements.to_dict()
+        if seg.quality is not None:
+            run.result["quality"] = seg.quality.to_dict()
+        if aha is not None:
+            run.result["aha"] = aha.to_dict()
+        return Segmentation(run.job.series_uid, volume, seg.labels, seg.model_name, seg.model_version,
+                            measurements, aha, quality=seg.quality)

@@ -1,8 +1,9 @@
 """Workers: threads that claim jobs and run their stages in order.
 
-Stages today: ``load`` (series -> Volume with geometry). The model and results issues add
-``segment``, ``encode`` and ``deliver``; each stage is a callable taking and returning the
-job context, timed and recorded in the job's result.
+Each stage is called with the job's `JobRun` and the previous stage's output and returns its
+own (`node.job.handover`); it is timed, and its name is recorded as the job's current stage. A
+`PermanentError` fails the job at once; any other exception schedules a retry. The stages of
+each job kind are wired in `node.job.stages`.
 """
 
 from __future__ import annotations
@@ -13,89 +14,47 @@ import socket
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.io.errors import GeometryError
 from node import metrics
-from node.infer.load import geometry_summary, load_volume, series_files
+from node.infer.load import stage_load
+from node.job.errors import PermanentError
+from node.job.handover import JobRun, Stage
 from node.job.queue import Claimed, JobQueue
+from node.store.files import FileStore
 
 log = logging.getLogger(__name__)
 
+NamedStages = list[tuple[str, Stage[Any, Any]]]
 
-@dataclass
-class JobContext:
-    job: Claimed
-    store_root: Path
-    sessions: sessionmaker[Session]
-    files: Any = None  # FileStore, for stages that write objects
-    volume: Any = None
-    labels: Any = None
-    model: tuple[str, str] = ("", "")
-    measurements: Any = None
-    aha: Any = None
-    outgoing: list[Any] = field(default_factory=list)
-    seg: Any = None  # remeasure jobs: the reviewed SEG
-    source_series_uid: str | None = None
-    result: dict[str, Any] = field(default_factory=dict)
-
-
-class PermanentError(Exception):
-    """A failure that a retry cannot fix (bad geometry, no images): fail at once."""
-
-
-Stage = Callable[[JobContext], None]
-
-
-def stage_load(ctx: JobContext) -> None:
-    files = series_files(ctx.sessions, ctx.store_root, ctx.job.series_uid)
-    try:
-        ctx.volume = load_volume(files)
-    except (GeometryError, ValueError) as exc:
-        raise PermanentError(f"cannot load the series as a volume: {exc}") from exc
-    ctx.result["geometry"] = geometry_summary(ctx.volume)
-    ctx.result["n_files"] = len(files)
-
-
-DEFAULT_STAGES: list[tuple[str, Stage]] = [("load", stage_load)]
-
-
-def build_stages(cfg: Any, outbox: Any) -> dict[str, list[tuple[str, Stage]]]:
-    """Stages per job kind.
-
-    segment:   load -> segment (+ measurements) -> encode (SEG, SR, PDF) -> deliver
-    remeasure: load the reviewed SEG on its source volume (+ measurements) -> encode SR -> deliver
-    """
-    from node.deliver.stage import DeliverStage
-    from node.encode.stage import EncodeStage
-    from node.infer.remeasure import stage_encode_reviewed_sr, stage_load_reviewed
-    from node.infer.segment import SegmentStage
-
-    weights = cfg.resolve(cfg.model.weights_dir) if cfg.model.weights_dir else None
-    deliver = DeliverStage(outbox)
-    return {
-        "segment": [
-            ("load", stage_load),
-            ("segment", SegmentStage(weights, cfg.model.runtime)),
-            ("encode", EncodeStage(cfg.model.write_report)),
-            ("deliver", deliver),
-        ],
-        "remeasure": [
-            ("load", stage_load_reviewed),
-            ("encode", stage_encode_reviewed_sr),
-            ("deliver", deliver),
-        ],
-    }
+# Without configured stages a worker only loads the series (tests of the queue and the load stage).
+DEFAULT_STAGES: NamedStages = [("load", stage_load)]
 
 
 class Worker:
+    """A thread that claims jobs from ``queue`` and runs their stages.
+
+    Parameters
+    ----------
+    queue, sessions, store_root:
+        The job queue, the database and the instance store's root.
+    stages:
+        Stages per job kind (`node.job.stages.build_stages`), or one list for every kind;
+        `DEFAULT_STAGES` when omitted.
+    poll_interval:
+        Seconds between polls of an empty queue (`wake` cuts the wait short).
+    name:
+        The worker's name in leases (default host:pid:thread).
+    files:
+        The file store, for stages that write results.
+    """
+
     def __init__(self, queue: JobQueue, sessions: sessionmaker[Session], store_root: Path, *,
-                 stages: list[tuple[str, Stage]] | dict[str, list[tuple[str, Stage]]] | None = None, poll_interval: float = 1.0,
-                 name: str | None = None, files: Any = None) -> None:
+                 stages: NamedStages | dict[str, NamedStages] | None = None, poll_interval: float = 1.0,
+                 name: str | None = None, files: FileStore | None = None) -> None:
         self.queue = queue
         self.sessions = sessions
         self.store_root = store_root
@@ -139,7 +98,8 @@ class Worker:
         return True
 
     def run_job(self, job: Claimed) -> None:
-        ctx = JobContext(job=job, store_root=self.store_root, sessions=self.sessions, files=self.files)
+        """Run the job's stages in order and record the result or the failure."""
+        run = JobRun(job=job, store_root=self.store_root, sessions=self.sessions, files=self.files)
         stages = self.stages.get(job.kind) if isinstance(self.stages, dict) else self.stages
         if stages is None:
             self._failed(job, "start", f"no stages for job kind {job.kind!r}", retryable=False)
@@ -147,22 +107,23 @@ class Worker:
         timings: dict[str, float] = {}
         log.info("job started", extra={"job_id": job.id, "series_uid": job.series_uid, "attempt": job.attempt})
         metrics.JOBS.labels("running").inc()
+        data: Any = None
         for name, stage in stages:
             self.queue.heartbeat(job.id, self.name, stage=name)
             t0 = time.perf_counter()
             try:
-                stage(ctx)
+                data = stage(run, data)
             except PermanentError as exc:
-                self._failed(job, name, str(exc), retryable=False, partial=ctx.result)
+                self._failed(job, name, str(exc), retryable=False, partial=run.result)
                 return
             except Exception as exc:
-                self._failed(job, name, f"{type(exc).__name__}: {exc}", retryable=True, partial=ctx.result)
+                self._failed(job, name, f"{type(exc).__name__}: {exc}", retryable=True, partial=run.result)
                 log.debug("stage traceback", extra={"job_id": job.id, "tb": traceback.format_exc()})
                 return
             timings[name] = round(time.perf_counter() - t0, 4)
             metrics.JOB_SECONDS.labels(name).observe(timings[name])
-        ctx.result["timings_s"] = timings
-        if self.queue.finish(job.id, self.name, ctx.result):
+        run.result["timings_s"] = timings
+        if self.queue.finish(job.id, self.name, run.result):
             metrics.JOBS.labels("done").inc()
             log.info("job done", extra={"job_id": job.id, "series_uid": job.series_uid, "timings_s": timings})
         else:

@@ -132,10 +132,102 @@ def split(doc: dict[str, object], fold: int) -> tuple[list[str], list[str]]:
 
 def load_or_create(path: str | os.PathLike[str] | None, root: str | os.PathLike[str] | None,
                    n_folds: int = 5, seed: int = 0) -> dict[str, object]:
-    """Read the folds file, creating it from the EMIDEC case list when it does not exist."""
+    """Read the folds file, creating it from the EMIDEC case list (and the labelled MyoPS cases,
+    when present) when it does not exist."""
     p = Path(path) if path else DEFAULT_FOLDS_FILE
     if p.is_file():
         return load_folds(p)
     doc = make_folds(emidec_case_infos(root), n_folds=n_folds, seed=seed)
+    scar = _myops_scar_if_present(root)
+    if scar:
+        assign_myops(doc, scar, seed=seed)
     save_folds(doc, p)
     return doc
+
+
+def _myops_scar_if_present(root: str | os.PathLike[str] | None) -> dict[str, float]:
+    from pipeline.datasets import myops
+
+    try:
+        return myops_scar_shares(root) if myops.list_cases(root) else {}
+    except FileNotFoundError:
+        return {}
+
+
+# --------------------------------------------------------------------------------------------
+# MyoPS cases in the same folds (real scanner geometry and intensities in every validation fold)
+# --------------------------------------------------------------------------------------------
+def assign_myops(doc: dict[str, object], myops_scar: dict[str, float], seed: int = 0
+                 ) -> dict[str, object]:
+    """Add ``val_myops`` to every fold of ``doc``: the MyoPS cases dealt over the folds.
+
+    Parameters
+    ----------
+    doc:
+        A folds document (``make_folds``); its EMIDEC assignment is kept unchanged.
+    myops_scar:
+        MyoPS case id -> scar share of the myocardium; cases are ranked by it and dealt in
+        snake order (0, 1, .., k-1, k-1, .., 0, ...) so every fold gets a similar range of
+        scar burden. Ties are broken by a seeded shuffle.
+
+    Returns
+    -------
+    The same document, modified in place and returned.
+    """
+    folds = doc["folds"]  # type: ignore[index]
+    k = len(folds)  # type: ignore[arg-type]
+    rng = np.random.default_rng(seed)
+    ids = sorted(myops_scar)
+    ids = [ids[i] for i in rng.permutation(len(ids))]
+    ranked = sorted(ids, key=lambda c: myops_scar[c])
+    for f in folds:  # type: ignore[union-attr]
+        f["val_myops"] = []
+    for i, case_id in enumerate(ranked):
+        lap, pos = divmod(i, k)
+        fold = pos if lap % 2 == 0 else k - 1 - pos
+        folds[fold]["val_myops"].append(case_id)  # type: ignore[index]
+    for f in folds:  # type: ignore[union-attr]
+        f["val_myops"] = sorted(f["val_myops"])
+    doc["myops_scar"] = {c: round(float(v), 4) for c, v in sorted(myops_scar.items())}
+    return doc
+
+
+def split_myops(doc: dict[str, object], fold: int | None) -> tuple[list[str], list[str]]:
+    """(training, validation) MyoPS case ids of ``fold`` (``None``: all cases train); empty
+    lists when the folds file has no MyoPS assignment."""
+    folds = doc["folds"]  # type: ignore[index]
+    if not any("val_myops" in f for f in folds):  # type: ignore[union-attr]
+        return [], []
+    if fold is None:
+        return sorted(c for f in folds for c in f.get("val_myops", [])), []  # type: ignore
+    val = list(folds[fold].get("val_myops", []))  # type: ignore[index]
+    train = sorted(c for j, f in enumerate(folds) if j != fold  # type: ignore[arg-type]
+                   for c in f.get("val_myops", []))
+    return train, val
+
+
+def myops_scar_shares(root: str | os.PathLike[str] | None = None) -> dict[str, float]:
+    """MyoPS case id -> scar voxels / myocardium voxels (200 + 1220 + 2221), from ``cases.csv``
+    (written with the data) or from the label files."""
+    import csv
+
+    from pipeline.datasets import myops
+    from pipeline.datasets.paths import myops_dir
+
+    out: dict[str, float] = {}
+    path = myops_dir(root) / "cases.csv"
+    if path.is_file():
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                try:
+                    myo = int(row["vox_200"]) + int(row["vox_1220"]) + int(row["vox_2221"])
+                    out[row["case"]] = int(row["vox_2221"]) / max(myo, 1)
+                except (KeyError, ValueError):
+                    out = {}
+                    break
+    labelled = set(myops.list_cases(root))
+    if not labelled <= set(out):
+        for c in sorted(labelled):
+            lab = myops.load_case(c, root).labels
+            out[c] = float((lab == 3).sum()) / max(int((lab >= 2).sum()), 1)
+    return {c: v for c, v in out.items() if c in labelled}

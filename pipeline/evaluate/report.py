@@ -11,7 +11,8 @@ What is reported (see ``pipeline/README.md`` for the definitions and their sourc
     Pearson r, for LV cavity, myocardium, infarct and no-reflow;
 (e) localisation: the LV centre error of the first stage and the share of the LV inside the ROI
     (``pipeline.evaluate.localisation``);
-and overlays of the five cases with the lowest mean of the three EMIDEC per-case Dice.
+clinical agreement of infarct % and MVO % of the LV myocardium (``pipeline.evaluate.agreement``:
+Lin's CCC, Pearson r, bias, SD, 95 % limits; ``agreement.png``, first in the report); and overlays of the five cases with the lowest mean of the three EMIDEC per-case Dice.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.evaluate import localisation
+from pipeline.evaluate import agreement, localisation, quality
 from pipeline.evaluate import metrics as M
 
 VOLUME_STRUCTURES: dict[str, tuple[int, ...]] = {"lv_cavity": (1,), **M.STRUCTURES}
+AGREEMENT_PNG = "agreement.png"
 
 
 def score_case(case_id: str, pred: np.ndarray, gt: np.ndarray, spacing: tuple[float, float],
@@ -43,7 +45,7 @@ def score_case(case_id: str, pred: np.ndarray, gt: np.ndarray, spacing: tuple[fl
     dice: dict[str, float | None] = dict(M.case_structure_dice(pred, gt))
     if merge_mvo_into_infarct:
         dice["no_reflow"] = None  # not labelled in the ground truth: no score
-    return {
+    rec: dict[str, object] = {
         "case": case_id,
         "n_slices": int(gt.shape[0]),
         "dice": dice,
@@ -57,6 +59,8 @@ def score_case(case_id: str, pred: np.ndarray, gt: np.ndarray, spacing: tuple[fl
                       for k, c in VOLUME_STRUCTURES.items()},
         "counts": M.overlap_counts(pred_cls, gt).tolist(),
     }
+    rec["percent"] = agreement.case_percentages(rec, no_mvo_class=merge_mvo_into_infarct)
+    return rec
 
 
 def case_score(rec: dict[str, object]) -> float:
@@ -75,7 +79,8 @@ def _stats(values: list[float]) -> dict[str, float | int | None]:
 
 
 def aggregate(records: list[dict[str, object]], units: dict[str, str],
-              no_mvo_class: bool = False) -> dict[str, object]:
+              no_mvo_class: bool = False, quality_threshold: float | None = None
+              ) -> dict[str, object]:
     """Data-set level numbers from per-case records (records may come from several folds)."""
     counts = np.sum([np.asarray(r["counts"]) for r in records], axis=0) if records else \
         np.zeros((5, 3))
@@ -116,6 +121,9 @@ def aggregate(records: list[dict[str, object]], units: dict[str, str],
                             "cases_without_value": sum(1 for x in hd if x is None)},
         "volume_agreement": {"unit": units["volume"], **volumes},
         "localisation": {**localisation.summarise(records), "unit": units["distance"]},
+        "clinical_agreement": agreement.summarise(records, no_mvo_class,
+                                                  figure=AGREEMENT_PNG if records else None),
+        "quality_flag": quality.summarise(records, quality_threshold),
     }
 
 
@@ -137,7 +145,12 @@ def write_reports(out: Path, summary: dict[str, object], records: list[dict[str,
     jp.write_text(json.dumps(_clean(doc), indent=1) + "\n")
     mp = out / "metrics.md"
     mp.write_text(markdown(summary, records, meta, folds))
-    _write_csv(out / "per_case.csv", records)
+    no_mvo = bool(meta.get("no_mvo_class"))
+    _write_csv(out / "per_case.csv", records, no_mvo)
+    if records:
+        agreement.plot(records, out / AGREEMENT_PNG, no_mvo,
+                       title=f"{meta.get('format')}: {len(records)} cases, "
+                             f"{meta.get('model_name')} {meta.get('model_version')}")
     return jp, mp
 
 
@@ -153,7 +166,7 @@ def _clean(o: object) -> object:
     return o
 
 
-def _write_csv(path: Path, records: list[dict[str, object]]) -> None:
+def _write_csv(path: Path, records: list[dict[str, object]], no_mvo_class: bool = False) -> None:
     import csv
 
     with path.open("w", newline="") as f:
@@ -161,12 +174,17 @@ def _write_csv(path: Path, records: list[dict[str, object]]) -> None:
         keys = list(VOLUME_STRUCTURES)
         w.writerow(["case", "n_slices", *[f"dice_{k}" for k in M.STRUCTURES], "hd95_myocardium",
                     *[f"vol_gt_{k}" for k in keys], *[f"vol_pred_{k}" for k in keys],
+                    "infarct_pct_gt", "infarct_pct_pred", "mvo_pct_gt", "mvo_pct_pred",
                     "localised_by", "centre_error", "lv_in_roi"])
         for r in records:
+            # From the volumes (also for records written before the percentages were stored).
+            pct = agreement.case_percentages(r, no_mvo_class)
             w.writerow([r["case"], r["n_slices"], *[_fmt(r["dice"][k], 4) for k in M.STRUCTURES],
                         _fmt(r["hd95_myocardium"], 2),
                         *[_fmt(r["volume_gt"][k], 3) for k in keys],
                         *[_fmt(r["volume_pred"][k], 3) for k in keys],
+                        *[_fmt(pct[m][side], 2) for m in agreement.MEASURES
+                          for side in ("gt", "pred")],
                         r.get("localised_by", "n/a"), _fmt(r.get("centre_error"), 2),
                         _fmt(r.get("lv_in_roi"), 4)])
 
@@ -190,6 +208,8 @@ def markdown(summary: dict[str, object], records: list[dict[str, object]],
     if meta.get("fold") is not None:
         lines += [f"Cases: validation cases of fold {meta['fold']} of `{meta.get('folds_file')}`.",
                   ""]
+    lines += _agreement_markdown(s.get("clinical_agreement"))  # type: ignore[arg-type]
+    lines += _quality_markdown(s.get("quality_flag"))  # type: ignore[arg-type]
     lines += ["## (a) Dice per class, pooled over all slices", "",
               "| LV cavity | myocardium (normal) | infarct | no-reflow | mean |",
               "|---|---|---|---|---|"]
@@ -240,14 +260,16 @@ def markdown(summary: dict[str, object], records: list[dict[str, object]],
     if folds:
         lines += ["", "## Per fold", "",
                   "| fold | cases | pooled mean (1–4) | infarct (pooled) | no-reflow (pooled) | "
-                  "myocardium per-case | infarct per-case | no-reflow per-case |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "myocardium per-case | infarct per-case | no-reflow per-case | infarct % CCC |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for k, f in folds.items():
             pcd, pcs = f["pooled_class_dice"], f["per_case_dice"]
+            # Folds evaluated before the agreement block existed have none: n/a.
+            ccc = ((f.get("clinical_agreement") or {}).get("infarct_percent") or {}).get("ccc")
             lines.append(f"| {k} | {f['n_cases']} | {_fmt(f['pooled_class_dice_mean'])} | "
                          f"{_fmt(pcd['infarct'])} | {_fmt(pcd['no_reflow'])} | "
                          + " | ".join(_fmt(pcs[n]['all_cases']['mean']) for n in M.STRUCTURES)
-                         + " |")
+                         + f" | {_fmt(ccc, 3)} |")
     lines += ["", "## Worst cases (lowest mean of the three per-case Dice)", "",
               "| case | myocardium | infarct | no-reflow | HD95 | overlay |", "|---|---|---|---|---|---|"]
     for r in worst_cases(records):
@@ -257,6 +279,37 @@ def markdown(summary: dict[str, object], records: list[dict[str, object]],
                      f"[png](worst/{r['case']}.png) |")
     lines += ["", "Definitions: pipeline/README.md (Evaluation). Research use only.", ""]
     return "\n".join(lines)
+
+
+def _agreement_markdown(ca: dict[str, object] | None) -> list[str]:
+    """The clinical agreement section: one row per measure, and the figure."""
+    if not ca:
+        return []
+    lines = ["## Clinical agreement: infarct and MVO size as % of the LV myocardium", "",
+             "Per case, from volumes: infarct = (3+4) / (2+3+4), MVO = 4 / (2+3+4) of the LV "
+             "myocardium; differences are predicted − ground truth, in percentage points. "
+             "CCC: Lin's concordance correlation coefficient (95 % CI: z-transform, Lin 1989/2000).",
+             "",
+             "| measure | n | mean GT | mean pred | CCC (95 % CI) | Pearson r | bias | SD | "
+             "95 % limits of agreement |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, (_, label) in agreement.MEASURES.items():
+        v = ca.get(name) or {}
+        if not v.get("n"):
+            note = v.get("note", "no cases")
+            lines.append(f"| {label} | 0 | {note} | | | | | | |")
+            continue
+        lines.append(f"| {label} | {v['n']} | {_fmt(v['mean_truth'], 2)} | "
+                     f"{_fmt(v['mean_pred'], 2)} | {_fmt(v['ccc'], 3)} ({_fmt(v['ccc_ci_low'], 3)}"
+                     f" to {_fmt(v['ccc_ci_high'], 3)}) | {_fmt(v['pearson_r'], 3)} | "
+                     f"{_fmt(v['bias'], 2)} | {_fmt(v['sd'], 2)} | {_fmt(v['loa_low'], 2)} to "
+                     f"{_fmt(v['loa_high'], 2)} |")
+    if ca.get("figure"):
+        lines += ["", f"![Clinical agreement: predicted vs ground truth and Bland–Altman]"
+                      f"({ca['figure']})", "", f"Figure: [{ca['figure']}]({ca['figure']}) "
+                      "(left: predicted vs ground truth with the identity line; right: "
+                      "Bland–Altman, bias and 95 % limits)."]
+    return lines + [""]
 
 
 def overlay_case(path: Path, image: np.ndarray, gt: np.ndarray, pred: np.ndarray,
@@ -294,3 +347,20 @@ def overlay_case(path: Path, image: np.ndarray, gt: np.ndarray, pred: np.ndarray
         canvas = canvas.resize((1600, int(canvas.height * f)))
     canvas.save(path)
     return path
+
+
+def _quality_markdown(q: dict[str, object] | None) -> list[str]:
+    if not q:
+        return []
+    lines = ["## Quality flag (\"needs careful review\")", "",
+             f"Poor case: myocardium Dice < {q['poor_if_myocardium_dice_below']}. Flag: quality "
+             f"score < threshold. Median quality score {_fmt(q['quality_median'])}.", "",
+             "| threshold | cases | poor | poor flagged | sensitivity | false alarms | flagged |",
+             "|---|---|---|---|---|---|---|"]
+    for label, key in (("model's", "at_model_threshold"), ("best here (Youden)", "at_best_threshold")):
+        st = q.get(key)
+        if st:
+            lines.append(f"| {label} {_fmt(st['threshold'])} | {st['n_cases']} | {st['n_poor']} | "
+                         f"{st['poor_flagged']} | {_fmt(st['sensitivity'])} | "
+                         f"{st['false_alarms']} | {st['flagged']} |")
+    return lines + [""]

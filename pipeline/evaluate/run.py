@@ -62,6 +62,9 @@ def predict_and_score(weights: Path, fmt: str, data_dir: str | os.PathLike[str] 
         rec = report.score_case(case.case_id, res.labels, case.labels, case.spacing,
                                 case.voxel_volume, merge_mvo_into_infarct=(fmt == "myops-nifti"))
         rec["localised_by"] = res.localised_by
+        if res.quality is not None:  # the model's own confidence (models.segment.Quality)
+            rec["quality"] = round(res.quality.score, 4)
+            rec["infarct_pct_spread"] = round(res.quality.infarct_pct_spread, 2)
         # EMIDEC distances are in PNG pixels, which preprocessing takes to be this many mm.
         mm_per_unit = res.preprocess.resample.input_spacing[0] if fmt == "emidec-png" else 1.0
         rec.update(localisation.localisation_record(res.preprocess, case.labels, mm_per_unit))
@@ -73,6 +76,7 @@ def predict_and_score(weights: Path, fmt: str, data_dir: str | os.PathLike[str] 
         worst = sorted(worst, key=lambda w: (w[0], w[1]))[:N_WORST]
     facts = {"weights": str(weights), "runtime": rt, "model_name": info.name,
              "model_version": info.version, "postprocess": postprocess,
+             "quality_threshold": info.quality_threshold,
              "localised_by": localised, "seconds": time.perf_counter() - t0}
     return records, worst, facts
 
@@ -92,7 +96,8 @@ def evaluate(weights: Path, fmt: str, out: Path, data_dir: str | os.PathLike[str
     meta = {"format": fmt, "data_dir": str(data_root(data_dir)), "fold": fold,
             "folds_file": str(folds_file) if folds_file else None,
             "no_mvo_class": fmt == "myops-nifti", **facts}
-    summary = report.aggregate(records, _units(fmt), no_mvo_class=(fmt == "myops-nifti"))
+    summary = report.aggregate(records, _units(fmt), no_mvo_class=(fmt == "myops-nifti"),
+                               quality_threshold=facts.get("quality_threshold"))  # type: ignore[arg-type]
     _write_worst(Path(out), worst)
     report.write_reports(Path(out), summary, records, meta)
     return summary
@@ -145,7 +150,11 @@ def cv_report(eval_dirs: list[Path], out: Path) -> dict[str, object]:
     if len(fmts) != 1:
         raise ValueError(f"evaluations of different formats cannot be pooled: {sorted(fmts)}")
     fmt = fmts.pop()
-    summary = report.aggregate(records, _units(fmt), no_mvo_class=(fmt == "myops-nifti"))
+    # CV: the fold models carry no threshold; the pooled section's "best" is the one to ship
+    thresholds = {m.get("quality_threshold") for m in metas} - {None}
+    summary = report.aggregate(records, _units(fmt), no_mvo_class=(fmt == "myops-nifti"),
+                               quality_threshold=thresholds.pop() if len(thresholds) == 1
+                               else None)
     fold_means = [f["pooled_class_dice_mean"] for f in per_fold.values()
                   if f["pooled_class_dice_mean"] is not None]
     summary["across_folds"] = {

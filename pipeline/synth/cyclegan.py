@@ -1,43 +1,9 @@
-"""CycleGAN cine (bSSFP) -> LGE on 128x128 LV-centred ROI slices (Zhu et al. 2017), Keras 3.
+"""CycleGAN cine (bSSFP) -> LGE on the 128x128 LV-centred ROI (Zhu et al. 2017), on the GAN kit.
 
-Domains: A = cine (MyoPS ``_C0``), B = LGE. Nets: ``G`` A->B (the product, ``generator.keras``),
-``F`` B->A, ``D_B`` judges LGE, ``D_A`` judges cine (PatchGANs of ``gan_layers`` with instance norm).
-Losses, as in the paper and its reference code:
-
-* adversarial: least squares (LSGAN), ``mean((D(fake) - 1)^2)`` for the generators and
-  ``0.5 * (mean((D(real) - 1)^2) + mean(D(fake)^2))`` per discriminator;
-* cycle: ``lambda_cycle * (|F(G(a)) - a|_1 + |G(F(b)) - b|_1)``, lambda_cycle = 10;
-* identity: ``identity_weight * lambda_cycle * (|G(b) - b|_1 + |F(a) - a|_1)``, 0.5 * 10; it keeps
-  the overall intensity mapping from drifting (the colour-preservation trick of the paper);
-* Adam lr 2e-4, beta_1 0.5, one optimizer for G+F and one for D_A+D_B; the learning rate is
-  constant for the first ``decay_from`` fraction of the steps and then falls linearly to 0.
-* **Image pool** (Shrivastava et al. 2017, used by CycleGAN): the discriminators see, half the
-  time, a fake from an earlier step (up to ``pool_size`` stored per domain) instead of the newest
-  one, so they do not chase only the generators' current mode. ``pool_size`` 0 turns it off. It
-  is host-side numpy (``ImagePool``) and saved in the checkpoints, so a resumed run continues it.
-
-Generator: ``"unet"`` (default) is ``gan_layers.build_unet_generator(norm="instance")``: its skip
-connections keep the anatomy in place, which matters because the cine masks are carried over to
-the fake LGE, and on CPU it is 3-4x faster than the ResNet (measured, see ``CycleGANConfig``).
-``"resnet"`` is the CycleGAN paper's 128x128 net: 7x7 conv, two stride-2
-downsamplings, ``n_res_blocks`` residual blocks, two upsamplings, 7x7 conv, tanh) with bilinear
-upsampling + conv instead of transposed convolutions (no checkerboard artefacts), zero instead of
-reflection padding (stock layers only, so the ``.keras`` file loads without custom objects), and
-instance norm (``GroupNormalization`` with one group per channel). It is fully convolutional, so
-it can train on random crops (``crop_size`` < 128, cheaper on CPU) and still run on 128x128 ROIs;
-the U-Net has a fixed input size, so it trains at ``crop_size`` and is rebuilt at 128x128 with the
-same weights for export (every layer is size-independent). No net has
-non-trainable state (instance norm only), which keeps the JAX step simple.
-
-Images: normalised ROI slices (``pp.normalize_intensity``, about [0, 1]) go into the nets as
-``gan_layers.to_gan_range`` (2*clip(x, 0, 1) - 1) and come back through ``from_gan_range``;
-``load_generator`` then normalises each output image with ``pp.normalize_intensity`` (the
-segmenter-input convention of the synthetic-data contract).
-
-Backends: the update steps are written twice, ``_TFSteps`` (``tf.GradientTape``, ``tf.function``)
-and ``_JaxSteps`` (``stateless_call`` + ``jax.value_and_grad`` + ``optimizer.stateless_apply``,
-``jax.jit``), chosen by ``keras.backend.backend()``; the losses (``cycle_losses``,
-``discriminator_losses``) are written once with ``keras.ops``.
+Domain A is cine (MyoPS ``_C0``), domain B is LGE. ``G`` maps A to B (the product,
+``generator.keras``), ``F`` maps B to A, ``D_A`` and ``D_B`` are instance-norm PatchGANs.
+Images enter the nets through ``gan_layers.to_gan_range``; :func:`load_generator` returns each
+fake image normalised with ``pp.normalize_intensity`` (the segmenter's input convention).
 """
 
 from __future__ import annotations
@@ -47,27 +13,32 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
-from keras import layers, ops
+from keras import ops
 
 import models.preprocess as pp
+from pipeline.synth import gan_run
 from pipeline.synth.cine_slices import DEFAULT_HOLD_OUT, normalise_each
+from pipeline.synth.gan_cards import cyclegan_card
+from pipeline.synth.gan_figures import Column, Panel, image_grid, plot_history
 from pipeline.synth.gan_layers import (
     build_patch_discriminator,
+    build_resnet_generator,
     build_unet_generator,
-    from_gan_range,
     to_gan_range,
 )
+from pipeline.synth.gan_steps import NetCall, Step, Update, make_steps
 
 log = logging.getLogger(__name__)
 
 KIND = "cyclegan"
 ROI = pp.ROI_SIZE
-# Saved nets: the product first; the others are small and kept so a finished run can be extended.
+# Saved nets: the product first; the others are kept so that a finished run can be inspected or extended.
 NET_FILES: dict[str, str] = {
     "G": "generator.keras",  # cine -> LGE
     "F": "generator_lge2cine.keras",
@@ -75,12 +46,28 @@ NET_FILES: dict[str, str] = {
     "D_A": "discriminator_cine.keras",
 }
 GENERATORS = ("resnet", "unet")
+CHECKPOINT_LAYOUT = gan_run.CheckpointLayout(
+    nets={k: f"{k}.weights.h5" for k in ("G", "F", "D_A", "D_B")},
+    optimizers={"opt_g": ("state.npz", "opt_g_{i:04d}"), "opt_d": ("state.npz", "opt_d_{i:04d}")},
+    state="checkpoint.json")
+# Settings that fix the shapes of the nets: a resumed run must keep them.
+ARCH_KEYS = ("generator", "base_filters", "n_res_blocks", "unet_depth", "disc_filters", "disc_layers", "crop_size")
+LOSS_KEYS = ("d_loss", "d_cine", "d_lge", "g_loss", "g_adv", "cycle", "identity")
+MAX_SAMPLES = 6
 
 
 @dataclass
 class CycleGANConfig:
-    # Defaults sized for ~15-20 min on 2 shared CPU cores (TF): U-Net base 16 on 96 px crops,
-    # batch 8, measured ~370 ms/step at load ~7 -> 2400 steps; the ResNet generator is 3-4x slower.
+    """Settings of a CycleGAN run (saved as ``settings`` in gan.json).
+
+    ``generator`` ``"unet"`` keeps the anatomy in place through its skip connections (the cine
+    masks are carried over to the fake LGE) and is the faster one; ``"resnet"`` is the paper's
+    net. Both train on random ``crop_size`` crops; the U-Net, which has a fixed input size, is
+    rebuilt at 128 px with the trained weights for export. The identity loss weight is
+    ``identity_weight * lambda_cycle``; the learning rate is constant for the first ``decay_from``
+    fraction of all steps, then falls linearly to 0. ``pool_size`` 0 turns the image pool off.
+    """
+
     epochs: int = 40
     steps_per_epoch: int = 60
     batch_size: int = 8
@@ -91,12 +78,12 @@ class CycleGANConfig:
     disc_filters: int = 16
     disc_layers: int = 3
     lambda_cycle: float = 10.0
-    identity_weight: float = 0.5  # identity loss weight = identity_weight * lambda_cycle
+    identity_weight: float = 0.5
     learning_rate: float = 2e-4
     beta_1: float = 0.5
-    decay_from: float = 0.5  # fraction of all steps after which the learning rate decays linearly to 0
+    decay_from: float = 0.5
     pool_size: int = 50
-    crop_size: int = 96  # random training crops of the 128x128 ROI (fully convolutional nets)
+    crop_size: int = 96
     jitter: int = 8  # extra random shift (px, zero padding) before cropping
     flip: bool = True
     seed: int = 0
@@ -111,44 +98,22 @@ class CycleGANConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CycleGANConfig:
+        """Config from a dict; unknown keys (e.g. of a newer version) are ignored."""
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
-# --------------------------------------------------------------------------------------------
-# Networks
-# --------------------------------------------------------------------------------------------
-def _init() -> keras.initializers.Initializer:
-    return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
-
-
-def _conv_in_relu(x, filters: int, kernel: int, name: str, strides: int = 1, relu: bool = True):  # type: ignore[no-untyped-def]
-    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
-                      kernel_initializer=_init(), name=f"{name}_conv")(x)
-    x = layers.GroupNormalization(groups=-1, epsilon=1e-5, name=f"{name}_in")(x)
-    return layers.ReLU(name=f"{name}_relu")(x) if relu else x
-
-
-def build_resnet_generator(base_filters: int = 16, n_res_blocks: int = 6, name: str = "generator",
-                           size: int | None = None) -> keras.Model:
-    """(size, size, 1) -> (size, size, 1) tanh; ``size`` None accepts any multiple of 4."""
-    b = base_filters
-    inputs = keras.Input(shape=(size, size, 1), name="image")
-    x = _conv_in_relu(inputs, b, 7, f"{name}_c7")
-    x = _conv_in_relu(x, 2 * b, 3, f"{name}_d1", strides=2)
-    x = _conv_in_relu(x, 4 * b, 3, f"{name}_d2", strides=2)
-    for i in range(n_res_blocks):
-        y = _conv_in_relu(x, 4 * b, 3, f"{name}_r{i}a")
-        y = _conv_in_relu(y, 4 * b, 3, f"{name}_r{i}b", relu=False)
-        x = layers.Add(name=f"{name}_r{i}_add")([x, y])
-    for i, f in enumerate((2 * b, b)):
-        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_u{i}_up")(x)
-        x = _conv_in_relu(x, f, 3, f"{name}_u{i}")
-    x = layers.Conv2D(1, 7, padding="same", kernel_initializer=_init(), name=f"{name}_out_conv")(x)
-    out = layers.Activation("tanh", dtype="float32", name=f"{name}_tanh")(x)
-    return keras.Model(inputs, out, name=name)
+def config_to_json(cfg: CycleGANConfig) -> dict[str, Any]:
+    return asdict(cfg)
 
 
 def build_generator(cfg: CycleGANConfig, name: str, size: int | None = None) -> keras.Model:
+    """The configured generator; ``size`` None gives a size-free ResNet (the U-Net defaults to 128 px).
+
+    Raises
+    ------
+    ValueError
+        If ``cfg.generator`` is not one of ``GENERATORS``.
+    """
     if cfg.generator == "resnet":
         return build_resnet_generator(cfg.base_filters, cfg.n_res_blocks, name=name, size=size)
     if cfg.generator == "unet":
@@ -162,13 +127,14 @@ def build_discriminator(cfg: CycleGANConfig, name: str) -> keras.Model:
                                      size=cfg.crop_size)
 
 
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
 # Losses (keras.ops: both backends)
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
 Net = Callable[[Any], Any]
 
 
 def lsgan(pred: Any, target: float) -> Any:
+    """Least-squares adversarial loss ``mean((pred - target)^2)``."""
     return ops.mean(ops.square(pred - target))
 
 
@@ -178,7 +144,30 @@ def l1(a: Any, b: Any) -> Any:
 
 def cycle_losses(g: Net, f: Net, d_a: Net, d_b: Net, real_a: Any, real_b: Any,
                  lambda_cycle: float, identity_weight: float) -> tuple[Any, dict[str, Any], Any, Any]:
-    """Generator objective: (total, parts, fake_a, fake_b); g: A->B, f: B->A, d_a judges A, d_b judges B."""
+    """The generators' objective.
+
+    ``lsgan(D_B(G(a)), 1) + lsgan(D_A(F(b)), 1)`` + ``lambda_cycle`` x cycle L1
+    ``|F(G(a)) - a| + |G(F(b)) - b|`` + ``identity_weight * lambda_cycle`` x identity L1
+    ``|G(b) - b| + |F(a) - a|`` (it keeps the intensity mapping from drifting).
+
+    Parameters
+    ----------
+    g, f: Callable
+        Generators A -> B and B -> A.
+    d_a, d_b: Callable
+        Discriminators of domain A and B.
+    real_a, real_b: Any
+        Batches of both domains in [-1, 1].
+    lambda_cycle: float
+        Weight of the cycle term.
+    identity_weight: float
+        Identity weight relative to ``lambda_cycle``; 0 skips the term.
+
+    Returns
+    -------
+    tuple[Any, dict[str, Any], Any, Any]
+        Total, its parts (``g_adv``, ``cycle``, ``identity``), fake A, fake B.
+    """
     fake_b = g(real_a)
     fake_a = f(real_b)
     adv = lsgan(d_b(fake_b), 1.0) + lsgan(d_a(fake_a), 1.0)
@@ -193,6 +182,7 @@ def cycle_losses(g: Net, f: Net, d_a: Net, d_b: Net, real_a: Any, real_b: Any,
 
 def discriminator_losses(d_a: Net, d_b: Net, real_a: Any, real_b: Any, fake_a: Any, fake_b: Any
                          ) -> tuple[Any, dict[str, Any]]:
+    """``0.5 * (lsgan(D(real), 1) + lsgan(D(fake), 0))`` per domain; returns (sum, ``d_cine``/``d_lge``)."""
     la = 0.5 * (lsgan(d_a(real_a), 1.0) + lsgan(d_a(fake_a), 0.0))
     lb = 0.5 * (lsgan(d_b(real_b), 1.0) + lsgan(d_b(fake_b), 0.0))
     return la + lb, {"d_cine": la, "d_lge": lb}
@@ -200,7 +190,7 @@ def discriminator_losses(d_a: Net, d_b: Net, real_a: Any, real_b: Any, fake_a: A
 
 @keras.saving.register_keras_serializable(package="lgenode_cyclegan")
 class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """lr for the first ``decay_start`` steps, then linearly down to 0 at ``total_steps`` (CycleGAN)."""
+    """``lr`` for the first ``decay_start`` steps, then linearly down to 0 at ``total_steps``."""
 
     def __init__(self, lr: float, decay_start: int, total_steps: int) -> None:
         self.lr, self.decay_start, self.total_steps = float(lr), int(decay_start), int(total_steps)
@@ -214,11 +204,24 @@ class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {"lr": self.lr, "decay_start": self.decay_start, "total_steps": self.total_steps}
 
 
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
 # Data: unpaired batches, image pool
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
 class UnpairedSampler:
-    """Random cine and (independently drawn) LGE crops; a batch is a pure function of (seed, epoch, step)."""
+    """Random cine crops and independently drawn LGE crops.
+
+    Parameters
+    ----------
+    cine, lge: numpy.ndarray
+        (N, 128, 128) normalised ROI slices of each domain.
+    cfg: CycleGANConfig
+        Batch size, crop, jitter, flips and seed.
+
+    Raises
+    ------
+    ValueError
+        If a domain has no slice.
+    """
 
     def __init__(self, cine: np.ndarray, lge: np.ndarray, cfg: CycleGANConfig) -> None:
         if len(cine) == 0 or len(lge) == 0:
@@ -244,6 +247,7 @@ class UnpairedSampler:
         return out
 
     def batch(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cine, LGE) crops (B, crop, crop, 1) in [-1, 1]: a pure function of (seed, epoch, step)."""
         rng = np.random.default_rng([self.cfg.seed, epoch, step])
         bs = self.cfg.batch_size
         a = self._augment(self.cine, rng.integers(0, len(self.cine), bs), rng)
@@ -252,8 +256,18 @@ class UnpairedSampler:
 
 
 class ImagePool:
-    """History of generated images (Shrivastava et al.): with p 0.5 a query returns a stored fake
-    and stores the new one in its place; until the pool is full every fake is stored and returned."""
+    """History of generated images (Shrivastava et al. 2017) shown to the discriminators.
+
+    Until the pool holds ``size`` images every fake is stored and returned; then, with
+    probability 0.5, a query returns a stored fake and stores the new one in its place.
+
+    Parameters
+    ----------
+    size: int
+        Images kept; 0 returns every batch unchanged.
+    seed: int
+        Seed of the pool's own random generator (saved with the checkpoints).
+    """
 
     def __init__(self, size: int, seed: int = 0) -> None:
         self.size = size
@@ -284,124 +298,28 @@ class ImagePool:
         self.rng.bit_generator.state = rng_state
 
 
-# --------------------------------------------------------------------------------------------
-# Update steps per backend
-# --------------------------------------------------------------------------------------------
-class _TFSteps:
-    def __init__(self, m: CycleGAN) -> None:
-        import tensorflow as tf
-
-        self.m = m
-        self.g_step = tf.function(self._g_step, reduce_retracing=True)
-        self.d_step = tf.function(self._d_step, reduce_retracing=True)
-
-    def _g_step(self, a, b):  # type: ignore[no-untyped-def]
-        import tensorflow as tf
-
-        m = self.m
-        with tf.GradientTape() as tape:
-            total, parts, fake_a, fake_b = cycle_losses(
-                lambda x: m.G(x, training=True), lambda x: m.F(x, training=True),
-                lambda x: m.D_A(x, training=True), lambda x: m.D_B(x, training=True),
-                a, b, m.cfg.lambda_cycle, m.cfg.identity_weight)
-        variables = m.G.trainable_variables + m.F.trainable_variables
-        m.opt_g.apply_gradients(zip(tape.gradient(total, variables), variables))
-        return {"g_loss": total, **parts}, fake_a, fake_b
-
-    def _d_step(self, a, b, fake_a, fake_b):  # type: ignore[no-untyped-def]
-        import tensorflow as tf
-
-        m = self.m
-        with tf.GradientTape() as tape:
-            total, parts = discriminator_losses(lambda x: m.D_A(x, training=True),
-                                                lambda x: m.D_B(x, training=True), a, b, fake_a, fake_b)
-        variables = m.D_A.trainable_variables + m.D_B.trainable_variables
-        m.opt_d.apply_gradients(zip(tape.gradient(total, variables), variables))
-        return {"d_loss": total, **parts}
-
-    def sync(self) -> None:  # variables are updated in place
-        return None
-
-    def reload(self) -> None:
-        return None
-
-
-class _JaxSteps:
-    """Functional state: trainable variables of the four nets + both optimizers' variables, as arrays."""
-
-    def __init__(self, m: CycleGAN) -> None:
-        import jax
-
-        self.m = m
-        self.reload()
-        self.g_step_jit = jax.jit(self._g_step)
-        self.d_step_jit = jax.jit(self._d_step)
-
-    def reload(self) -> None:
-        m = self.m
-        self.tv = {k: [v.value for v in net.trainable_variables] for k, net in m.nets.items()}
-        self.ntv = {k: [v.value for v in net.non_trainable_variables] for k, net in m.nets.items()}
-        self.opt_g = [v.value for v in m.opt_g.variables]
-        self.opt_d = [v.value for v in m.opt_d.variables]
-
-    def _caller(self, key: str, tv):  # type: ignore[no-untyped-def]
-        net, ntv = self.m.nets[key], self.ntv[key]
-        return lambda x: net.stateless_call(tv, ntv, x, training=True)[0]
-
-    def _g_step(self, tv_g, tv_f, tv_da, tv_db, opt_vars, a, b):  # type: ignore[no-untyped-def]
-        import jax
-
-        m = self.m
-
-        def loss_fn(gf):  # type: ignore[no-untyped-def]
-            total, parts, fake_a, fake_b = cycle_losses(
-                self._caller("G", gf[0]), self._caller("F", gf[1]), self._caller("D_A", tv_da),
-                self._caller("D_B", tv_db), a, b, m.cfg.lambda_cycle, m.cfg.identity_weight)
-            return total, (parts, fake_a, fake_b)
-
-        (total, (parts, fake_a, fake_b)), grads = jax.value_and_grad(loss_fn, has_aux=True)((tv_g, tv_f))
-        new_vars, opt_vars = m.opt_g.stateless_apply(opt_vars, grads[0] + grads[1], tv_g + tv_f)
-        return new_vars[:len(tv_g)], new_vars[len(tv_g):], opt_vars, {"g_loss": total, **parts}, fake_a, fake_b
-
-    def _d_step(self, tv_da, tv_db, opt_vars, a, b, fake_a, fake_b):  # type: ignore[no-untyped-def]
-        import jax
-
-        m = self.m
-
-        def loss_fn(dd):  # type: ignore[no-untyped-def]
-            return discriminator_losses(self._caller("D_A", dd[0]), self._caller("D_B", dd[1]),
-                                        a, b, fake_a, fake_b)
-
-        (total, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)((tv_da, tv_db))
-        new_vars, opt_vars = m.opt_d.stateless_apply(opt_vars, grads[0] + grads[1], tv_da + tv_db)
-        return new_vars[:len(tv_da)], new_vars[len(tv_da):], opt_vars, {"d_loss": total, **parts}
-
-    def g_step(self, a, b):  # type: ignore[no-untyped-def]
-        t = self.tv
-        t["G"], t["F"], self.opt_g, logs, fake_a, fake_b = self.g_step_jit(
-            t["G"], t["F"], t["D_A"], t["D_B"], self.opt_g, a, b)
-        return logs, fake_a, fake_b
-
-    def d_step(self, a, b, fake_a, fake_b):  # type: ignore[no-untyped-def]
-        t = self.tv
-        t["D_A"], t["D_B"], self.opt_d, logs = self.d_step_jit(t["D_A"], t["D_B"], self.opt_d, a, b, fake_a, fake_b)
-        return logs
-
-    def sync(self) -> None:
-        """Write the functional state back into the Keras variables (before saving or predicting)."""
-        m = self.m
-        for k, net in m.nets.items():
-            for v, val in zip(net.trainable_variables, self.tv[k]):
-                v.assign(val)
-        for opt, vals in ((m.opt_g, self.opt_g), (m.opt_d, self.opt_d)):
-            for v, val in zip(opt.variables, vals):
-                v.assign(val)
-
-
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
 # The model
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
 class CycleGAN:
+    """Nets, optimizers (Adam with :class:`ConstantThenLinearDecay`), image pools and update steps.
+
+    A training step updates ``G`` and ``F`` on :func:`cycle_losses`, then ``D_A`` and ``D_B`` on
+    :func:`discriminator_losses` with fakes from the image pools.
+
+    Parameters
+    ----------
+    cfg: CycleGANConfig
+        Settings; the nets are seeded with ``cfg.seed``.
+
+    Raises
+    ------
+    ValueError
+        If ``crop_size`` does not fit the ROI and the discriminator, or a net has non-trainable state.
+    RuntimeError
+        If the Keras backend is neither TensorFlow nor JAX.
+    """
+
     def __init__(self, cfg: CycleGANConfig) -> None:
         if cfg.crop_size > ROI or cfg.crop_size % (2 ** cfg.disc_layers) or cfg.crop_size % 4:
             raise ValueError(f"crop_size must be <= {ROI} and divisible by 4 and 2**disc_layers")
@@ -420,23 +338,27 @@ class CycleGAN:
         self.G, self.F, self.D_A, self.D_B = (self.nets[k] for k in ("G", "F", "D_A", "D_B"))
         self.opt_g = self._optimizer("adam_g")
         self.opt_d = self._optimizer("adam_d")
-        self.opt_g.build(self.G.trainable_variables + self.F.trainable_variables)
-        self.opt_d.build(self.D_A.trainable_variables + self.D_B.trainable_variables)
         self.pool_a = ImagePool(cfg.pool_size, seed=cfg.seed + 1)
         self.pool_b = ImagePool(cfg.pool_size, seed=cfg.seed + 2)
-        self.backend = keras.backend.backend()
-        self.steps: _TFSteps | _JaxSteps
-        if self.backend == "tensorflow":
-            self.steps = _TFSteps(self)
-        elif self.backend == "jax":
-            self.steps = _JaxSteps(self)
-        else:
-            raise RuntimeError(f"CycleGAN training supports the tensorflow and jax backends, not {self.backend}")
+        self.steps = make_steps(self.nets, {
+            "generators": Step(self._generator_objective, (Update("g_loss", ("G", "F"), self.opt_g),)),
+            "discriminators": Step(self._discriminator_objective, (Update("d_loss", ("D_A", "D_B"), self.opt_d),)),
+        })
 
     def _optimizer(self, name: str) -> keras.optimizers.Optimizer:
         cfg = self.cfg
         lr = ConstantThenLinearDecay(cfg.learning_rate, int(cfg.decay_from * cfg.total_steps), cfg.total_steps)
         return keras.optimizers.Adam(learning_rate=lr, beta_1=cfg.beta_1, beta_2=0.999, name=name)
+
+    def _generator_objective(self, call: NetCall, a: Any, b: Any) -> tuple[dict[str, Any], tuple[Any, ...]]:
+        total, parts, fake_a, fake_b = cycle_losses(*(partial(call, k) for k in ("G", "F", "D_A", "D_B")), a, b,
+                                                    self.cfg.lambda_cycle, self.cfg.identity_weight)
+        return {"g_loss": total, **parts}, (fake_a, fake_b)
+
+    def _discriminator_objective(self, call: NetCall, a: Any, b: Any, fake_a: Any, fake_b: Any
+                                 ) -> tuple[dict[str, Any], tuple[Any, ...]]:
+        total, parts = discriminator_losses(partial(call, "D_A"), partial(call, "D_B"), a, b, fake_a, fake_b)
+        return {"d_loss": total, **parts}, ()
 
     def sync(self) -> None:
         """Make the Keras variables current (JAX keeps the training state outside them)."""
@@ -448,21 +370,17 @@ class CycleGAN:
         return float(ops.convert_to_numpy(self.opt_g.learning_rate))
 
     def train_step(self, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-        """One G+F update, then one D_A+D_B update on pooled fakes; returns the losses as floats."""
-        g_logs, fake_a, fake_b = self.steps.g_step(a, b)
-        pa = self.pool_a.query(np.asarray(ops.convert_to_numpy(fake_a)))
-        pb = self.pool_b.query(np.asarray(ops.convert_to_numpy(fake_b)))
-        d_logs = self.steps.d_step(a, b, pa, pb)
-        return {k: float(ops.convert_to_numpy(v)) for k, v in {**g_logs, **d_logs}.items()}
+        """One G+F update, then one D_A+D_B update on pooled fakes; returns the losses."""
+        g_logs, (fake_a, fake_b) = self.steps("generators", a, b)
+        d_logs, _ = self.steps("discriminators", a, b, self.pool_a.query(fake_a), self.pool_b.query(fake_b))
+        return {**g_logs, **d_logs}
 
-    # ---- inference ----------------------------------------------------------------------
     def translate(self, cine: np.ndarray, batch_size: int = 16) -> np.ndarray:
-        """cine ROI slices (N,128,128) normalised -> fake LGE (N,128,128) in [0,1] (before per-image normalisation)."""
-        self.steps.sync()
-        return _run_generator(self.export_generator(), cine, batch_size)
+        """Cine ROI slices (N, 128, 128) -> fake LGE (N, 128, 128) in [0, 1], not renormalised."""
+        return _translate(self.export_generator(), cine, batch_size)
 
     def export_generator(self) -> keras.Model:
-        """G on 128x128 inputs (the U-Net is rebuilt at full size with the trained weights)."""
+        """``G`` on 128x128 inputs (a U-Net trained on crops is rebuilt at full size with its weights)."""
         self.steps.sync()
         if self.cfg.generator == "resnet" or self.cfg.crop_size == ROI:
             return self.G
@@ -470,51 +388,47 @@ class CycleGAN:
         full.set_weights(self.G.get_weights())
         return full
 
-    # ---- checkpoints ----------------------------------------------------------------------
+    def checkpoint(self, folder: Path) -> gan_run.Checkpoint:
+        return gan_run.Checkpoint(folder, CHECKPOINT_LAYOUT, self.nets, {"opt_g": self.opt_g, "opt_d": self.opt_d},
+                          self.steps)
+
     def save_checkpoint(self, folder: Path, epoch: int) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.steps.sync()
-        for k, net in self.nets.items():
-            net.save_weights(folder / f"{k}.weights.h5")
-        arrays: dict[str, np.ndarray] = {}
-        for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
-            for i, v in enumerate(opt.variables):
-                arrays[f"{name}_{i:04d}"] = np.asarray(ops.convert_to_numpy(v))
+        """Nets, optimizers, image pools and their random generators after ``epoch``."""
         pools = {"pool_a": self.pool_a.state(), "pool_b": self.pool_b.state()}
-        for k, st in pools.items():
-            arrays[f"{k}_images"] = st["images"]
-        tmp = folder / "state.tmp.npz"
-        np.savez(tmp, **arrays)
-        tmp.replace(folder / "state.npz")
-        meta = {"epoch": epoch, "pool_rng": {k: st["rng"] for k, st in pools.items()}}
-        (folder / "checkpoint.json").write_text(json.dumps(meta, indent=1))
+        self.checkpoint(folder).save(epoch, {"pool_rng": {k: p["rng"] for k, p in pools.items()}},
+                                     {"state.npz": {f"{k}_images": p["images"] for k, p in pools.items()}})
 
     def load_checkpoint(self, folder: Path) -> int:
-        """Restore nets, optimizers and pools; returns the last completed epoch."""
-        meta = json.loads((folder / "checkpoint.json").read_text())
-        for k, net in self.nets.items():
-            net.load_weights(folder / f"{k}.weights.h5")
-        with np.load(folder / "state.npz") as z:
-            for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
-                for i, v in enumerate(opt.variables):
-                    v.assign(z[f"{name}_{i:04d}"])
-            self.pool_a.restore(z["pool_a_images"], meta["pool_rng"]["pool_a"])
-            self.pool_b.restore(z["pool_b_images"], meta["pool_rng"]["pool_b"])
-        self.steps.reload()
-        return int(meta["epoch"])
+        """Restore what :meth:`save_checkpoint` wrote; returns the last completed epoch."""
+        epoch, state, arrays = self.checkpoint(folder).restore()
+        for k, pool in (("pool_a", self.pool_a), ("pool_b", self.pool_b)):
+            pool.restore(arrays["state.npz"][f"{k}_images"], state["pool_rng"][k])
+        return epoch
 
 
-def _run_generator(model: Callable[..., Any], cine: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    x = to_gan_range(np.asarray(cine, np.float32))[..., None]
-    outs = []
-    for i in range(0, len(x), batch_size):
-        outs.append(np.asarray(ops.convert_to_numpy(model(x[i:i + batch_size], training=False))))
-    y = np.concatenate(outs)[..., 0] if outs else np.zeros((0, ROI, ROI), np.float32)
-    return from_gan_range(y)
+def _translate(model: Callable[..., Any], cine: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    return gan_run.run_generator(model, np.asarray(cine, np.float32), lambda x: to_gan_range(x)[..., None], batch_size)
 
 
 def load_generator(folder: str | Path) -> Callable[[np.ndarray], np.ndarray]:
-    """cine ROI slices (N,128,128) float32 normalised -> LGE (N,128,128) float32, each image normalised."""
+    """The run's cine -> LGE generator as a function.
+
+    Parameters
+    ----------
+    folder: str | pathlib.Path
+        A ``cyclegan-train`` run folder.
+
+    Returns
+    -------
+    Callable[[numpy.ndarray], numpy.ndarray]
+        Normalised cine ROI slices (N, 128, 128) -> fake LGE (N, 128, 128) float32, each image
+        ``pp.normalize_intensity``-normalised; it raises ``ValueError`` for other shapes.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder has no ``generator.keras``.
+    """
     path = Path(folder) / NET_FILES["G"]
     if not path.exists():
         raise FileNotFoundError(f"no {NET_FILES['G']} in {folder}")
@@ -524,67 +438,65 @@ def load_generator(folder: str | Path) -> Callable[[np.ndarray], np.ndarray]:
         cine = np.asarray(cine, np.float32)
         if cine.ndim != 3 or cine.shape[1:] != (ROI, ROI):
             raise ValueError(f"cine must be (N, {ROI}, {ROI}), got {cine.shape}")
-        return normalise_each(_run_generator(model, cine))
+        return normalise_each(_translate(model, cine))
 
     return generate
 
 
 def held_out_similarity(fake_lge: np.ndarray, real_lge: np.ndarray) -> dict[str, float | int]:
     """PSNR/SSIM (``image_metrics.paired_similarity``) of fakes against the real LGE of the same
-    slices, both normalised per image (the fakes as ``load_generator`` returns them, the real ones
-    with ``CineLgeSlices.per_image("lge")``)."""
+    slices, both normalised per image (the real ones with ``CineLgeSlices.per_image("lge")``)."""
     from pipeline.synth.image_metrics import paired_similarity
 
     return paired_similarity(np.asarray(fake_lge, np.float32), np.asarray(real_lge, np.float32))
 
 
-def versions() -> dict[str, str]:
-    import platform
-
-    out = {"python": platform.python_version(), "keras": keras.__version__, "backend": keras.backend.backend(),
-           "numpy": np.__version__, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    try:
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            out["tensorflow"] = tf.__version__
-        elif keras.backend.backend() == "jax":
-            import jax
-
-            out["jax"] = jax.__version__
-    except ImportError:  # pragma: no cover
-        pass
-    return out
+def run_versions() -> dict[str, str]:
+    return {**gan_run.versions(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def config_to_json(cfg: CycleGANConfig) -> dict[str, Any]:
-    return asdict(cfg)
-
-
-# --------------------------------------------------------------------------------------------
-# Training run: folder layout, resume, figures, card
-# --------------------------------------------------------------------------------------------
-# Settings that fix the shapes of the nets: a resumed run must keep them.
-ARCH_KEYS = ("generator", "base_filters", "n_res_blocks", "unet_depth", "disc_filters", "disc_layers", "crop_size")
-LOSS_KEYS = ("d_loss", "d_cine", "d_lge", "g_loss", "g_adv", "cycle", "identity")
-MAX_SAMPLES = 6
-
-
+# ------------------------------------------------------------------------------------------
+# Training run
+# ------------------------------------------------------------------------------------------
 def resume_config(out: Path, overrides: dict[str, Any]) -> CycleGANConfig:
-    """Settings of the run in ``out`` (gan.json) with ``overrides``; architecture keys may not change."""
-    meta = json.loads((Path(out) / "gan.json").read_text())
-    saved = CycleGANConfig.from_dict(meta["settings"])
-    changed = [k for k in ARCH_KEYS if k in overrides and overrides[k] != getattr(saved, k)]
-    if changed:
-        raise ValueError(f"cannot resume with different {', '.join(changed)} (the checkpoint's nets differ)")
+    """Settings of the run in ``out`` (its gan.json) with ``overrides`` applied.
+
+    Raises
+    ------
+    ValueError
+        If an override changes a setting of ``ARCH_KEYS`` (the checkpoint's nets would not fit).
+    """
+    saved = CycleGANConfig.from_dict(gan_run.read_gan_json(out, KIND)["settings"])
+    gan_run.check_resumable(asdict(saved), overrides, ARCH_KEYS)
     return CycleGANConfig.from_dict({**asdict(saved), **overrides})
 
 
 def train(cfg: CycleGANConfig, out: str | Path, data_dir: str | Path | None = None, resume: bool = False,
           progress: bool = True, slices: Any = None) -> dict[str, Any]:
-    """Train (or resume) a CycleGAN into ``out``; returns the final gan.json content.
+    """Train a CycleGAN into the run folder ``out``, or continue the one there.
 
-    ``slices``: a ``cine_slices.CineLgeSlices`` to use instead of loading MyoPS (tests).
+    Each epoch writes ``checkpoints/``, ``generator.keras``, ``gan.json``, ``history.json``,
+    ``curves.png``, ``samples.png`` and ``MODEL_CARD.md``; the last one also the other nets.
+
+    Parameters
+    ----------
+    cfg: CycleGANConfig
+        Settings (on resume: from :func:`resume_config`).
+    out: str | pathlib.Path
+        Run folder.
+    data_dir: str | pathlib.Path | None
+        Shared data root or the MyoPS folder.
+    resume: bool
+        Continue after the last checkpoint (a missing checkpoint starts afresh, with a warning).
+    progress: bool
+        Progress bars.
+    slices: cine_slices.CineLgeSlices | None
+        Slices to use instead of loading MyoPS.
+
+    Returns
+    -------
+    dict[str, Any]
+        The final gan.json content.
     """
     from pipeline.synth import cine_slices as cs
 
@@ -605,10 +517,10 @@ def train(cfg: CycleGANConfig, out: str | Path, data_dir: str | Path | None = No
     model = CycleGAN(cfg)
     history: list[dict[str, Any]] = []
     start = 0
-    if resume and (ckpt / "checkpoint.json").exists():
+    if resume and model.checkpoint(ckpt).exists():
         start = model.load_checkpoint(ckpt)
         if (out / "history.json").exists():
-            history = [e for e in json.loads((out / "history.json").read_text())["epochs"] if e["epoch"] <= start]
+            history = [e for e in read_gan_history(out) if e["epoch"] <= start]
         log.info("resumed after epoch %d", start)
     elif resume:
         log.warning("--resume: no checkpoint in %s, starting from scratch", ckpt)
@@ -617,59 +529,41 @@ def train(cfg: CycleGANConfig, out: str | Path, data_dir: str | Path | None = No
     held_real = held.per_image("lge")
     baseline = held_out_similarity(held.per_image("cine"), held_real) if len(held) >= 1 else None
     meta = _gan_meta(cfg, slices, train_set, held, baseline)
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    fake: dict[str, np.ndarray | None] = {"held": None}
 
-        bar = tqdm(total=cfg.total_steps, initial=start * cfg.steps_per_epoch, desc="cyclegan", unit="step",
-                   dynamic_ncols=True)
-    try:
-        for epoch in range(start + 1, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            sums = {k: 0.0 for k in LOSS_KEYS}
-            times = []
-            for step in range(cfg.steps_per_epoch):
-                a, b = sampler.batch(epoch, step)
-                ts = time.perf_counter()
-                logs = model.train_step(a, b)
-                times.append(time.perf_counter() - ts)
-                if not all(np.isfinite(v) for v in logs.values()):
-                    raise FloatingPointError(f"non-finite loss at epoch {epoch} step {step}: {logs}")
-                for k in LOSS_KEYS:
-                    sums[k] += logs[k]
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(ep=epoch, D=f"{logs['d_loss']:.3f}", G=f"{logs['g_adv']:.3f}",
-                                    cyc=f"{logs['cycle']:.3f}")
-            entry: dict[str, Any] = {"epoch": epoch, **{k: v / cfg.steps_per_epoch for k, v in sums.items()}}
-            # The first step of a run includes tracing/compilation: leave it out of the timing.
-            entry["ms_per_step"] = 1000.0 * float(np.median(times[1:] if len(times) > 1 else times))
-            entry["lr"] = model.current_lr()
-            fake = None
-            if len(held):
-                fake = normalise_each(model.translate(held.cine))
-                sim = held_out_similarity(fake, held_real)
-                entry["val_psnr"], entry["val_ssim"] = sim["psnr_mean"], sim["ssim_mean"]
-            entry["seconds"] = time.perf_counter() - t0
-            history.append(entry)
-            model.save_checkpoint(ckpt, epoch)
-            model.export_generator().save(out / NET_FILES["G"])
-            meta.update(epochs_done=epoch, status="training" if epoch < cfg.epochs else "done",
-                        last_epoch=entry, versions=versions())
-            _write_run_files(out, meta, history, held, fake, cfg)
-            log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in entry.items() if isinstance(v, float)})
-    finally:
-        if bar is not None:
-            bar.close()
+    def validate(epoch: int) -> dict[str, float]:
+        scores = {"lr": model.current_lr()}
+        if len(held):
+            fake["held"] = normalise_each(model.translate(held.cine))
+            sim = held_out_similarity(fake["held"], held_real)
+            scores.update(val_psnr=sim["psnr_mean"], val_ssim=sim["ssim_mean"])
+        return scores
+
+    def end_epoch(entry: dict[str, Any]) -> None:
+        history.append(entry)
+        epoch = entry["epoch"]
+        model.save_checkpoint(ckpt, epoch)
+        gan_run.save_model(model.export_generator(), out / NET_FILES["G"])
+        meta.update(epochs_done=epoch, status="training" if epoch < cfg.epochs else "done", last_epoch=entry,
+                    versions=run_versions())
+        _write_run_files(out, meta, history, held, fake["held"])
+
+    gan_run.train_epochs(lambda epoch, index: model.train_step(*sampler.batch(epoch, index)), start + 1, cfg.epochs,
+                 cfg.steps_per_epoch, validate, end_epoch, progress=progress, desc="cyclegan",
+                 postfix=lambda m: {"D": f"{m['d_loss']:.3f}", "G": f"{m['g_adv']:.3f}", "cyc": f"{m['cycle']:.3f}"})
     if not history or history[-1]["epoch"] < cfg.epochs:
         return meta
-    model.steps.sync()
-    for k in ("F", "D_A", "D_B"):  # small; kept so that the run can be inspected or extended
-        model.nets[k].save(out / NET_FILES[k])
+    model.sync()
+    for k in ("F", "D_A", "D_B"):
+        gan_run.save_model(model.nets[k], out / NET_FILES[k])
     meta["status"] = "done"
-    _write_run_files(out, meta, history, held, normalise_each(model.translate(held.cine)) if len(held) else None,
-                     cfg)
+    _write_run_files(out, meta, history, held, normalise_each(model.translate(held.cine)) if len(held) else None)
     return meta
+
+
+def read_gan_history(out: Path) -> list[dict[str, Any]]:
+    """The epochs of a run's history.json."""
+    return list(json.loads((Path(out) / "history.json").read_text())["epochs"])
 
 
 def _gan_meta(cfg: CycleGANConfig, slices: Any, train_set: Any, held: Any, baseline: dict[str, Any] | None
@@ -692,162 +586,75 @@ def _gan_meta(cfg: CycleGANConfig, slices: Any, train_set: Any, held: Any, basel
                        "(image_metrics.paired_similarity)",
         "status": "training",
         "epochs_done": 0,
-        "versions": versions(),
+        "versions": run_versions(),
     }
 
 
+CURVES = (Panel("adversarial (LSGAN)", ("d_cine", "d_lge", "g_adv")),
+          Panel("cycle / identity L1", ("cycle", "identity")),
+          Panel("held-out: fake vs real LGE (PSNR dB, SSIM right)", ("val_psnr",), right=("val_ssim",)))
+
+
 def _write_run_files(out: Path, meta: dict[str, Any], history: list[dict[str, Any]], held: Any,
-                     fake: np.ndarray | None, cfg: CycleGANConfig) -> None:
-    _write_json(out / "history.json", {"epochs": history})
-    _write_json(out / "gan.json", meta)
-    plot_curves(history, out / "curves.png")
+                     fake: np.ndarray | None) -> None:
+    gan_run.write_json(out / "history.json", {"epochs": history})
+    gan_run.write_json(out / "gan.json", meta)
+    plot_history(history, out / "curves.png", CURVES)
     if fake is not None and len(held):
         k = np.unique(np.linspace(0, len(held) - 1, min(MAX_SAMPLES, len(held))).round().astype(int))
-        titles = [f"{held.case_ids[i]} s{int(held.slice_index[i])}" for i in k]
-        figure_rows([held.cine[k], fake[k], held.per_image("lge")[k]], ["cine (input)", "fake LGE", "real LGE"],
-                    titles, out / "samples.png", masks=held.masks[k], mask_column=2)
-    (out / "MODEL_CARD.md").write_text(model_card(meta, history))
+        image_grid([Column("cine (input)", held.cine[k]), Column("fake LGE", fake[k]),
+                    Column("real LGE", held.per_image("lge")[k], contours=held.masks[k])],
+                   out / "samples.png", [f"{held.case_ids[i]} s{int(held.slice_index[i])}" for i in k], vmax=1.2)
+    (out / "MODEL_CARD.md").write_text(cyclegan_card(meta, history))
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
-    tmp.replace(path)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))
-
-
-def plot_curves(history: list[dict[str, Any]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = [e["epoch"] for e in history]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for k in ("d_cine", "d_lge", "g_adv"):
-        axes[0].plot(x, [e[k] for e in history], label=k)
-    axes[0].set_title("adversarial (LSGAN)")
-    for k in ("cycle", "identity"):
-        axes[1].plot(x, [e[k] for e in history], label=f"{k} L1")
-    axes[1].set_title("cycle / identity")
-    if any("val_psnr" in e for e in history):
-        axes[2].plot(x, [e.get("val_psnr", np.nan) for e in history], color="C0", label="PSNR (dB)")
-        axes[2].set_ylabel("PSNR (dB)")
-        ax2 = axes[2].twinx()
-        ax2.plot(x, [e.get("val_ssim", np.nan) for e in history], color="C1", label="SSIM")
-        ax2.set_ylabel("SSIM")
-        axes[2].set_title("held-out: fake vs real LGE")
-        ax2.legend(loc="lower right")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return Path(path)
-
-
-def figure_rows(columns: list[np.ndarray], headers: list[str], row_titles: list[str], path: Path,
-                masks: np.ndarray | None = None, mask_column: int | None = None) -> Path:
-    """Grid with one row per slice and one column per image stack; mask contours drawn on ``mask_column``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n, m = len(columns[0]), len(columns)
-    fig, axes = plt.subplots(n, m, figsize=(2.2 * m, 2.2 * n), squeeze=False)
-    for i in range(n):
-        for j in range(m):
-            ax = axes[i, j]
-            ax.imshow(columns[j][i], cmap="gray", vmin=0.0, vmax=1.2)
-            if masks is not None and j == mask_column and masks[i].any():
-                ax.contour(masks[i], levels=[0.5, 1.5, 2.5], colors=["r", "y", "c"], linewidths=0.6)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(headers[j], fontsize=9)
-            if j == 0:
-                ax.set_ylabel(row_titles[i], fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return Path(path)
-
-
-def model_card(meta: dict[str, Any], history: list[dict[str, Any]]) -> str:
-    s = meta["settings"]
-    last = history[-1] if history else {}
-    base = meta.get("held_out_baseline_cine_as_lge") or {}
-    val = (f"PSNR {last['val_psnr']:.2f} dB, SSIM {last['val_ssim']:.3f}" if "val_psnr" in last else "n/a")
-    return f"""# Model card: CycleGAN cine -> LGE (lgenode pipeline, issue 6)
-
-Status: **{meta.get('status')}**, {meta.get('epochs_done', 0)} of {s['epochs']} epochs
-({s['steps_per_epoch']} steps x batch {s['batch_size']}), backend {meta['versions'].get('backend')}.
-
-## What it is
-Unpaired image translation (Zhu et al. 2017) from cine/bSSFP short-axis ROI slices to LGE-looking
-slices, on the 128x128, 1.25 mm LV-centred ROI of `models/preprocess.py`. `generator.keras` is the
-cine -> LGE generator ({s['generator']} generator, base {s['base_filters']} filters, instance norm,
-tanh output in [-1, 1]); `pipeline.synth.cyclegan.load_generator(folder)` wraps it.
-Losses: LSGAN adversarial, cycle L1 x {s['lambda_cycle']}, identity L1 x {s['identity_weight'] * s['lambda_cycle']},
-Adam {s['learning_rate']} (beta1 {s['beta_1']}), linear decay after {s['decay_from']:.0%} of the steps,
-image pool {s['pool_size']}; trained on random {s['crop_size']} px crops (+-{s['jitter']} px shift, flips).
-
-## Training data
-MyoPS 2020 (Zhuang / Li et al.): `_C0` (bSSFP) and `_LGE` volumes of {len(meta['train_cases'])} cases
-({len(meta['train_labelled_cases'])} labelled + the unlabelled ones), {meta['slices']['train_cine']} slices per domain, drawn
-**unpaired** (cine and LGE batches sampled independently). Held out from training (both domains):
-{', '.join(meta['held_out_cases']) or 'none'} ({meta['slices']['held_out']} slices).
-Licence: MyoPS is research-only (terms not verified; do not redistribute the data) -> these weights
-are for **non-commercial research use only**. Cite Li et al., MedIA 2023 and Zhuang, TPAMI 2019.
-
-## Intended use
-A source of synthetic LGE training images for the segmentation experiment of issue 6: the fake
-LGE of a labelled cine slice is paired with that slice's ground-truth mask (C0, LGE and labels
-are co-registered in MyoPS). Not for diagnosis, not a substitute for contrast imaging.
-
-## Held-out check (paired: fake LGE vs the real LGE of the same slice, per-image normalised)
-Last epoch: {val}. Baseline "cine used as LGE": PSNR {base.get('psnr_mean', float('nan')):.2f} dB,
-SSIM {base.get('ssim_mean', float('nan')):.3f}.
-
-## Limitations
-* A cine image has no contrast-agent information: the generator cannot know where scar is. It
-  learns the LGE appearance (nulled myocardium, bright blood) and at best invents plausible
-  enhancement; the carried-over mask's infarct label is **not** guaranteed to be bright in the
-  fake image. Check the FCN-score before using it for the infarct classes.
-* Tiny training set ({meta['slices']['train_cine']} slices per domain, one centre), short CPU budget.
-* MyoPS C0/LGE were resampled by the challenge; other cine protocols (other vendors, cine
-  phases, no co-registration) are outside what it saw.
-"""
-
-
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
 # Generation: the synthetic source (fake LGE + carried-over gd masks)
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
 def generate(generator_dir: str | Path, out: str | Path, data_dir: str | Path | None = None,
              held_out: bool = False, include_unlabelled: bool = False, progress: bool = True,
              slices: Any = None, batch_size: int = 16) -> dict[str, Any]:
-    """Write ``out/pairs.npz`` (+ pairs.json, pairs.png): fake LGE of labelled MyoPS cine slices with
-    their gd masks. Training cases by default; ``held_out`` uses the held-out cases instead and adds
-    the real LGE (``real``) for paired PSNR/SSIM. ``include_unlabelled`` also writes the fake LGE of
-    the unlabelled training cases to ``unlabelled.npz`` (images only: no mask to carry over).
+    """Fake LGE of labelled MyoPS cine slices, paired with their ground-truth masks.
+
+    Writes ``out/pairs.npz`` (``images``, ``masks``, ``cine``, ``case_ids``, ``slice_index``; with
+    ``held_out`` also ``real``), ``pairs.json`` and ``pairs.png``; with ``include_unlabelled`` also
+    ``unlabelled.npz`` (fake LGE of the unlabelled training cases, no masks).
+
+    Parameters
+    ----------
+    generator_dir: str | pathlib.Path
+        A ``cyclegan-train`` run folder.
+    out: str | pathlib.Path
+        Output folder.
+    data_dir: str | pathlib.Path | None
+        Shared data root or the MyoPS folder.
+    held_out: bool
+        Translate the run's held-out cases instead of its training cases, and add paired PSNR/SSIM.
+    include_unlabelled: bool
+        Also write ``unlabelled.npz``.
+    progress: bool
+        Progress bars.
+    slices: cine_slices.CineLgeSlices | None
+        Slices to use instead of loading MyoPS.
+    batch_size: int
+        Slices per forward pass.
+
+    Returns
+    -------
+    dict[str, Any]
+        The pairs.json content.
+
+    Raises
+    ------
+    ValueError
+        If the folder holds another kind of GAN, or there is no labelled slice to translate.
+    FileNotFoundError
+        If gan.json or generator.keras is missing.
     """
     from pipeline.synth import cine_slices as cs
 
     gdir, out = Path(generator_dir), Path(out)
-    meta = json.loads((gdir / "gan.json").read_text())
-    if meta.get("kind") != KIND:
-        raise ValueError(f"{gdir}: gan.json kind is {meta.get('kind')!r}, not {KIND!r}")
+    meta = gan_run.read_gan_json(gdir, KIND)
     cfg = CycleGANConfig.from_dict(meta["settings"])
     hold = list(meta.get("held_out_cases") or cfg.hold_out)
     if slices is None:
@@ -860,7 +667,7 @@ def generate(generator_dir: str | Path, out: str | Path, data_dir: str | Path | 
     if len(labelled) == 0:
         raise ValueError("no labelled slices to translate" + (" (held-out cases missing?)" if held_out else ""))
     fn = load_generator(gdir)
-    fake = _batched(fn, labelled.cine, batch_size, progress, "cine->LGE")
+    fake = gan_run.in_batches(fn, labelled.cine, batch_size, progress, "cine->LGE")
     out.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {
         "images": fake.astype(np.float32), "masks": labelled.masks.astype(np.uint8),
@@ -873,7 +680,7 @@ def generate(generator_dir: str | Path, out: str | Path, data_dir: str | Path | 
         "slices_per_case": {c: labelled.case_ids.count(c) for c in labelled.cases},
         "masks": "MyoPS gd labels of the same slice (C0/LGE/gd co-registered), mapped 500->1, 200/1220->2, "
                  "2221->3, 600->0; no class 4",
-        "images": "fake LGE, pp.normalize_intensity per image", "versions": versions()}
+        "images": "fake LGE, pp.normalize_intensity per image", "versions": run_versions()}
     if held_out:
         arrays["real"] = labelled.per_image("lge")
         info["paired_fake_vs_real"] = held_out_similarity(fake, arrays["real"])
@@ -882,26 +689,16 @@ def generate(generator_dir: str | Path, out: str | Path, data_dir: str | Path | 
     if include_unlabelled and not held_out:
         unl = train_set.select(~train_set.labelled)
         if len(unl):
-            np.savez_compressed(out / "unlabelled.npz", images=_batched(fn, unl.cine, batch_size, progress,
-                                                                        "unlabelled"),
+            np.savez_compressed(out / "unlabelled.npz", images=gan_run.in_batches(fn, unl.cine, batch_size, progress,
+                                                                          "unlabelled"),
                                 cine=unl.cine, case_ids=np.asarray(unl.case_ids))
             info["unlabelled"] = {"n": len(unl), "file": "unlabelled.npz", "cases": unl.cases}
     k = np.unique(np.linspace(0, len(fake) - 1, min(8, len(fake))).round().astype(int))
-    cols, heads = [labelled.cine[k], fake[k], fake[k]], ["cine", "fake LGE", "fake LGE + mask"]
+    cols = [Column("cine", labelled.cine[k]), Column("fake LGE", fake[k]),
+            Column("fake LGE + mask", fake[k], contours=labelled.masks[k])]
     if held_out:
-        cols.append(arrays["real"][k])
-        heads.append("real LGE")
-    figure_rows(cols, heads, [f"{labelled.case_ids[i]} s{int(labelled.slice_index[i])}" for i in k],
-                out / "pairs.png", masks=labelled.masks[k], mask_column=2)
-    _write_json(out / "pairs.json", info)
+        cols.append(Column("real LGE", arrays["real"][k]))
+    image_grid(cols, out / "pairs.png", [f"{labelled.case_ids[i]} s{int(labelled.slice_index[i])}" for i in k],
+               vmax=1.2)
+    gan_run.write_json(out / "pairs.json", info)
     return info
-
-
-def _batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int, progress: bool,
-             desc: str) -> np.ndarray:
-    starts = range(0, len(x), batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        starts = tqdm(starts, desc=desc, unit="batch")  # type: ignore[assignment]
-    return np.concatenate([fn(x[i:i + batch_size]) for i in starts]).astype(np.float32)

@@ -1,4 +1,4 @@
-"""`evaluate-synthesis`: how real do synthetic LGE images look to OUR real-trained segmenter?
+"""`evaluate-synthesis`: how real do synthetic LGE images look to one of our segmenters (``--weights``)?
 
 Reference: the 128x128 ROI slices (``pp.preprocess_training_stack``, ground-truth LV centre) of
 held-back EMIDEC cases, by default the validation cases of fold 0 (the generators of the
@@ -314,7 +314,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
         ("* **FID, IS and LPIPS are not computed**: they need ImageNet network weights that no installable package "
         "ships here (they download them at run time). The numbers above live in our own segmenter's feature space "
         f"and are **not comparable with the seed's FID {SEED_FID}**."),
-        ("* FCN-score: pooled per-class Dice of the real-trained segmenter (raw argmax, no post-processing) on the "
+        ("* FCN-score: pooled per-class Dice of the segmenter (raw argmax, no post-processing) on the "
         "images against the masks they were generated from; the first row is the same segmenter on the real "
         "reference slices against their ground truth. n/a: class absent from both masks and predictions."),
         ("* PSNR/SSIM (scikit-image, images clipped to [0, 1], data range 1) only where a real image of the same "

@@ -20,8 +20,10 @@ def evaluate_synthesis_cmd(
         None, "--pix2pix", help="Trained pix2pix folder: generate from the reference masks (paired row)."),
     weights: Path | None = typer.Option(
         None, "--weights",
-        help="Weights folder of the real-trained segmenter (segmenter.keras [+ .onnx]); default models/weights "
-             "or $LGENODE_WEIGHTS_DIR."),
+        help="Weights folder of the segmenter that scores the sets (FCN-score; segmenter.keras [+ .onnx]); "
+             "default models/weights or $LGENODE_WEIGHTS_DIR. The shipped segmenter was trained with pix2pix "
+             "slices too (MODEL_CARD.md): for an FCN-score free of synthetic data, pass one trained on real "
+             "slices only (e.g. the `real` arm of `lgenode pipeline experiment`)."),
     data_dir: str | None = typer.Option(
         None, "--data-dir", help="Shared data root or the emidec folder (default: $LGENODE_DATA_DIR or ../shared/data)."),
     real_fold: int | None = typer.Option(

@@ -1,6 +1,6 @@
-"""Image features for KID / Fréchet distance from OUR segmenter (trained on real data only).
+"""Image features for KID / Fréchet distance from one of our segmenters (a weights folder).
 
-No ImageNet network can be loaded here (see issue #6), so the feature space is the deepest encoder
+No ImageNet network can be loaded here, so the feature space is the deepest encoder
 output of the attention residual U-Net (``models.networks.build_segmenter``): the output of the
 ``bottleneck`` residual block (layer ``bottleneck_out``, H/16 x W/16 x 16·base_filters, i.e.
 8x8x256 for the shipped base-16 model), taken before the first up-sampling (``up{depth-1}``) and

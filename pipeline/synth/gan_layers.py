@@ -1,24 +1,8 @@
-"""Image-to-image GAN building blocks shared by pix2pix and CycleGAN (Keras 3, keras layers only).
+"""Generators and discriminators of the image-to-image GANs (pix2pix, CycleGAN), Keras layers only.
 
-* ``build_unet_generator``: the pix2pix U-Net (Isola et al. 2017). Encoder: ``depth`` 4x4 stride-2
-  convolutions, LeakyReLU 0.2, normalisation on every level except the first and the innermost
-  (as in the reference code: the innermost feature map is tiny). Decoder: 4x4 stride-2 transposed
-  convolutions, normalisation, optional dropout on the innermost ``dropout_levels`` levels (pix2pix
-  uses 0.5 on three levels; it is off by default so that CycleGAN gets a plain U-Net), ReLU, then
-  concatenation with the mirrored encoder feature. The last transposed convolution maps to
-  ``out_channels`` with tanh, so images live in [-1, 1] inside the nets (``to_gan_range``).
-* ``build_patch_discriminator``: the PatchGAN. ``n_layers`` 4x4 stride-2 convolutions (no norm on
-  the first), one 4x4 stride-1 convolution, then a 1-channel 4x4 convolution: a map of logits
-  (no sigmoid; the losses use ``from_logits``), 16x16 for a 128x128 input with ``n_layers`` 3.
-  "same" padding instead of the reference's explicit padding + valid convolutions, so the map size
-  is simply ``size / 2**n_layers``; each logit still sees a 70x70 receptive field.
-
-``norm`` is ``"batch"`` (BatchNormalization, momentum 0.9 so that the moving statistics follow
-a short GAN run) or ``"instance"`` (GroupNormalization with one group per channel, a stock layer,
-so the ``.keras`` files load without custom objects). All kernels start from N(0, 0.02).
-
-None of these convolutions is 1x1 with stride 2 (TF 2.21's oneDNN crash, see
-``pipeline.commands._tf_defaults``).
+Stock layers throughout (instance norm is ``GroupNormalization`` with one group per channel), so
+the ``.keras`` files load without custom objects; all kernels start from N(0, 0.02). No
+convolution is 1x1 with stride 2 (TF 2.21's oneDNN crash, see ``pipeline.commands._tf_defaults``).
 """
 
 from __future__ import annotations
@@ -60,11 +44,45 @@ def build_unet_generator(
     dropout_levels: int = 3,
     max_filters_factor: int = 8,
 ) -> keras.Model:
-    """U-Net generator (size, size, in_channels) -> (size, size, out_channels), tanh output.
+    """The pix2pix U-Net (Isola et al. 2017), (size, size, in_channels) -> (size, size, out_channels).
 
-    Filters per level: ``base_filters * min(2**level, max_filters_factor)``. ``size`` must be
-    divisible by ``2**depth``. ``dropout`` (rate) applies to the ``dropout_levels`` innermost
-    decoder levels; pix2pix passes 0.5.
+    Encoder: ``depth`` 4x4 stride-2 convolutions with LeakyReLU 0.2, normalised on every level but
+    the first and the innermost. Decoder: 4x4 stride-2 transposed convolutions, normalisation,
+    optional dropout, ReLU, concatenation with the mirrored encoder level; a last transposed
+    convolution with tanh, so images live in [-1, 1] inside the nets (``to_gan_range``).
+
+    Parameters
+    ----------
+    in_channels: int
+        Input channels (5 for a one-hot mask, 1 for an image).
+    out_channels: int
+        Output channels.
+    base_filters: int
+        Filters of the first level; level ``l`` has ``base_filters * min(2**l, max_filters_factor)``.
+    depth: int
+        Levels; ``size`` must be divisible by ``2**depth``.
+    norm: str
+        ``"batch"`` (momentum 0.9, so the moving statistics follow a short GAN run) or ``"instance"``.
+    name: str
+        Model name and layer-name prefix.
+    size: int
+        Input size.
+    dropout: float
+        Dropout rate on the ``dropout_levels`` innermost decoder levels (pix2pix: 0.5; 0: none).
+    dropout_levels: int
+        Decoder levels with dropout.
+    max_filters_factor: int
+        Cap of the filter multiplier.
+
+    Returns
+    -------
+    keras.Model
+        The generator.
+
+    Raises
+    ------
+    ValueError
+        On an unknown ``norm`` or a ``size`` not divisible by ``2**depth``.
     """
     _check_norm(norm)
     if depth < 1 or size % (2**depth):
@@ -107,7 +125,37 @@ def build_patch_discriminator(
     *,
     size: int = 128,
 ) -> keras.Model:
-    """PatchGAN (size, size, in_channels) -> (size / 2**n_layers, size / 2**n_layers, 1) logits."""
+    """The PatchGAN, (size, size, in_channels) -> (size / 2**n_layers, size / 2**n_layers, 1) logits.
+
+    ``n_layers`` 4x4 stride-2 convolutions (no norm on the first), one 4x4 stride-1 convolution and
+    a 1-channel 4x4 convolution, no sigmoid (the losses take logits). "same" padding keeps the map
+    at ``size / 2**n_layers`` (16x16 for 128 px and 3 layers); each logit sees 70x70 pixels.
+
+    Parameters
+    ----------
+    in_channels: int
+        Input channels (condition + image for pix2pix, the image for CycleGAN).
+    base_filters: int
+        Filters of the first convolution (doubling per layer, at most x8).
+    n_layers: int
+        Stride-2 convolutions.
+    norm: str
+        ``"batch"`` or ``"instance"``.
+    name: str
+        Model name and layer-name prefix.
+    size: int
+        Input size; divisible by ``2**n_layers``.
+
+    Returns
+    -------
+    keras.Model
+        The discriminator.
+
+    Raises
+    ------
+    ValueError
+        On an unknown ``norm`` or a ``size`` not divisible by ``2**n_layers``.
+    """
     _check_norm(norm)
     if n_layers < 1 or size % (2**n_layers):
         raise ValueError(f"size {size} must be divisible by 2**n_layers = {2**n_layers}")
@@ -124,6 +172,54 @@ def build_patch_discriminator(
     logits = layers.Conv2D(1, 4, padding="same", kernel_initializer=_init(), name=f"{name}_logits")(x)
     logits = layers.Activation("linear", dtype="float32", name=f"{name}_out")(logits)
     return keras.Model(inputs, logits, name=name)
+
+
+def _conv_norm_relu(x, filters: int, kernel: int, name: str, strides: int = 1, relu: bool = True):  # type: ignore[no-untyped-def]
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                      kernel_initializer=_init(), name=f"{name}_conv")(x)
+    x = layers.GroupNormalization(groups=-1, epsilon=1e-5, name=f"{name}_in")(x)
+    return layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def build_resnet_generator(base_filters: int = 16, n_res_blocks: int = 6, name: str = "generator",
+                           size: int | None = None) -> keras.Model:
+    """The CycleGAN paper's ResNet generator, (size, size, 1) -> (size, size, 1) with tanh output.
+
+    7x7 convolution, two stride-2 downsamplings, ``n_res_blocks`` residual blocks, two bilinear
+    upsamplings each followed by a convolution (no transposed convolutions: no checkerboard
+    artefacts), 7x7 convolution. Instance norm, zero padding, stock layers only.
+
+    Parameters
+    ----------
+    base_filters: int
+        Filters of the first convolution (x2 and x4 after the downsamplings).
+    n_res_blocks: int
+        Residual blocks at a quarter of the input size.
+    name: str
+        Model name and layer-name prefix.
+    size: int | None
+        Input size; None accepts any multiple of 4 (the net is fully convolutional).
+
+    Returns
+    -------
+    keras.Model
+        The generator.
+    """
+    b = base_filters
+    inputs = keras.Input(shape=(size, size, 1), name="image")
+    x = _conv_norm_relu(inputs, b, 7, f"{name}_c7")
+    x = _conv_norm_relu(x, 2 * b, 3, f"{name}_d1", strides=2)
+    x = _conv_norm_relu(x, 4 * b, 3, f"{name}_d2", strides=2)
+    for i in range(n_res_blocks):
+        y = _conv_norm_relu(x, 4 * b, 3, f"{name}_r{i}a")
+        y = _conv_norm_relu(y, 4 * b, 3, f"{name}_r{i}b", relu=False)
+        x = layers.Add(name=f"{name}_r{i}_add")([x, y])
+    for i, f in enumerate((2 * b, b)):
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_u{i}_up")(x)
+        x = _conv_norm_relu(x, f, 3, f"{name}_u{i}")
+    x = layers.Conv2D(1, 7, padding="same", kernel_initializer=_init(), name=f"{name}_out_conv")(x)
+    out = layers.Activation("tanh", dtype="float32", name=f"{name}_tanh")(x)
+    return keras.Model(inputs, out, name=name)
 
 
 def to_gan_range(x: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 
 import keras
 import numpy as np
+from scipy import ndimage
 
 from models import preprocess as pp
 from pipeline.augment import (
@@ -39,6 +40,8 @@ from pipeline.augment import (
     warp,
 )
 from pipeline.datasets.emidec import EmidecCase
+from pipeline.datasets.myops import MyopsCase
+from pipeline.train.losses import AMBIGUOUS_LESION
 from pipeline.train.synthetic import SyntheticPool, n_synthetic
 
 
@@ -49,15 +52,47 @@ class PreparedCase:
     x: np.ndarray  # (n, H, W) float32, normalize_intensity over the whole stack (localiser)
     masks: np.ndarray  # (n, H, W) uint8
     centre: tuple[float, float]  # ground-truth LV centre (row, col)
-    lesion_slices: np.ndarray  # indices of slices with label 3 or 4
+    lesion_slices: np.ndarray  # indices of slices with label 3 or 4 (or AMBIGUOUS_LESION)
+    source: str = "emidec"  # "emidec" (centred 256x256 PNG crops) | "myops" (full field of view)
+
+
+def _prepared(case_id: str, images: np.ndarray, masks: np.ndarray, source: str) -> PreparedCase:
+    x = pp.normalize_intensity(images)
+    masks = masks.astype(np.uint8)
+    centre = pp.lv_centre_from_mask(masks) or ((x.shape[1] - 1) / 2.0, (x.shape[2] - 1) / 2.0)
+    lesion = np.flatnonzero((masks >= 3).reshape(masks.shape[0], -1).any(axis=1))
+    return PreparedCase(case_id, images, x, masks, centre, lesion, source)
 
 
 def prepare_case(case: EmidecCase) -> PreparedCase:
-    x = pp.normalize_intensity(case.images)
-    masks = case.masks.astype(np.uint8)
-    centre = pp.lv_centre_from_mask(masks) or ((x.shape[1] - 1) / 2.0, (x.shape[2] - 1) / 2.0)
-    lesion = np.flatnonzero((masks >= 3).reshape(masks.shape[0], -1).any(axis=1))
-    return PreparedCase(case.case_id, case.images, x, masks, centre, lesion)
+    return _prepared(case.case_id, case.images, case.masks, "emidec")
+
+
+def prepare_myops_case(case: MyopsCase, image: str = "LGE", root: str | None = None
+                       ) -> PreparedCase:
+    """A MyoPS volume on the inference grid: in-plane resampled to ``TARGET_SPACING_MM`` exactly
+    as ``pp.preprocess_volume`` does, labels by nearest neighbour. Scar becomes
+    ``AMBIGUOUS_LESION`` (MyoPS has no MVO class, so its scar may hold no-reflow).
+
+    ``image="C0"`` takes the co-registered bSSFP (cine-type) image of the same patient instead
+    of the LGE (same labels): extra contrast variety for the localiser.
+    """
+    vol = case.volume
+    if image != "LGE":
+        from pipeline.datasets.myops import read_nifti_volume
+        from pipeline.datasets.paths import myops_dir
+
+        path = next(iter(sorted(myops_dir(root).glob(f"{case.case_id}_{image}.nii*"))), None)
+        if path is None:
+            raise FileNotFoundError(f"{case.case_id}: no {image} image in {myops_dir(root)}")
+        vol = read_nifti_volume(path)
+        if vol.pixels.shape != case.labels.shape:
+            raise ValueError(f"{case.case_id}: {image} grid {vol.pixels.shape} != labels")
+    resampled, info = pp.resample_inplane(vol)
+    labels = pp.resample_labels_inplane(case.labels, info)
+    labels = np.where(labels == 3, AMBIGUOUS_LESION, labels).astype(np.uint8)
+    return _prepared(f"{case.case_id}" + ("" if image == "LGE" else f"_{image}"), resampled,
+                     labels, "myops")
 
 
 def contract_centre(centre: tuple[float, float]) -> np.ndarray:
@@ -91,10 +126,11 @@ class SegmenterBatches(keras.utils.PyDataset):
     def __init__(self, cases: list[PreparedCase], batch_size: int, steps_per_epoch: int,
                  cfg: AugmentConfig, seed: int = 0, slices_per_case: int = 4,
                  p_lesion_slice: float = 0.5, synthetic: SyntheticPool | None = None,
-                 synthetic_fraction: float = 0.0, **kwargs):
+                 synthetic_fraction: float = 0.0, myops_share: float | None = None, **kwargs):
         super().__init__(**kwargs)
         if not cases:
             raise ValueError("no training cases")
+        self.case_p = case_probabilities(cases, myops_share)
         self.cases, self.batch_size, self.steps = cases, int(batch_size), int(steps_per_epoch)
         self.cfg, self.seed = cfg, int(seed)
         self.slices_per_case = max(1, int(slices_per_case))
@@ -114,7 +150,7 @@ class SegmenterBatches(keras.utils.PyDataset):
         xs, ys = [], []
         n_real = self.batch_size - self.n_synthetic
         while sum(len(x) for x in xs) < n_real:
-            case = self.cases[int(rng.integers(len(self.cases)))]
+            case = self.cases[self._draw_case(rng)]
             x, y = roi_stack(case, rng, self.cfg)
             k = min(self.slices_per_case, n_real - sum(len(a) for a in xs), len(x))
             pick = self._pick_slices(case, rng, k)
@@ -129,6 +165,11 @@ class SegmenterBatches(keras.utils.PyDataset):
             ys.append(y)
         return np.concatenate(xs)[..., None].astype(np.float32), np.concatenate(ys)
 
+    def _draw_case(self, rng: np.random.Generator) -> int:
+        if self.case_p is None:
+            return int(rng.integers(len(self.cases)))
+        return int(rng.choice(len(self.cases), p=self.case_p))
+
     def _pick_slices(self, case: PreparedCase, rng: np.random.Generator, k: int) -> np.ndarray:
         n = case.x.shape[0]
         if case.lesion_slices.size and rng.random() < self.p_lesion_slice:
@@ -139,23 +180,81 @@ class SegmenterBatches(keras.utils.PyDataset):
         return np.array([first, *rest], dtype=int)
 
 
+def case_probabilities(cases: list[PreparedCase], myops_share: float | None
+                       ) -> np.ndarray | None:
+    """Per-case draw probabilities giving MyoPS (real scanner) cases ``myops_share`` of the
+    draws, uniform within each source; None (uniform over all cases) when not set or when
+    one source is absent."""
+    if myops_share is None:
+        return None
+    is_myops = np.array([c.source == "myops" for c in cases])
+    if is_myops.all() or not is_myops.any():
+        return None
+    p = np.where(is_myops, myops_share / is_myops.sum(), (1 - myops_share) / (~is_myops).sum())
+    return p / p.sum()
+
+
 LOCALISER_AUGMENT = AugmentConfig(scale_range=(0.7, 1.4), max_shift_px=60.0, p_elastic=0.2,
                                   elastic_alpha_px=6.0)
+P_CANVAS = 0.75  # share of EMIDEC localiser samples placed on a simulated full field of view
+
+
+def on_canvas(x: np.ndarray, masks: np.ndarray, rng: np.random.Generator
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Place normalised EMIDEC slices (n, H, W) (LV always at the centre, tight field of view)
+    off-centre on a larger simulated field of view, as a scanner's full-FOV image looks.
+
+    The canvas is 1.15-1.6x the slice; the margin is filled by reflecting the slice's own outer
+    band (at most 56 px, which holds body wall, never the heart) so the surroundings look like
+    anatomy, then an elliptical body outline with air and noise outside is applied.
+    """
+    n, h, w = x.shape
+    side = int(rng.integers(int(1.15 * max(h, w)), int(1.6 * max(h, w)) + 1))
+    pads = []
+    for dim in (h, w):
+        extra = max(side - dim, 0)
+        before = int(rng.integers(0, extra + 1))
+        pads.append((before, extra - before))
+    limit = 56
+    big = x
+    # reflect at most `limit` px at a time (larger reflections would mirror the heart); edge
+    # padding beyond that is faded out by the body outline below
+    first = tuple((min(a, limit), min(b, limit)) for a, b in pads)
+    big = np.pad(big, ((0, 0), *first), mode="reflect")
+    rest = tuple((a - fa, b - fb) for (a, b), (fa, fb) in zip(pads, first))
+    big = np.pad(big, ((0, 0), *rest), mode="edge")
+    m = np.pad(masks, ((0, 0), *pads), mode="constant")
+    H, W = big.shape[1:]
+    rr, cc = np.mgrid[0:H, 0:W].astype(np.float32)
+    cr = H / 2 + rng.uniform(-0.08, 0.08) * H
+    ccn = W / 2 + rng.uniform(-0.08, 0.08) * W
+    ar, ac = rng.uniform(0.36, 0.5) * H, rng.uniform(0.42, 0.5) * W
+    d = np.sqrt(((rr - cr) / ar) ** 2 + ((cc - ccn) / ac) ** 2)
+    body = np.clip((1.08 - d) / 0.08, 0.0, 1.0)
+    # never cut into the heart: the body always contains the LV
+    lv = m.any(axis=0)
+    body = np.maximum(body, ndimage.binary_dilation(lv, iterations=40).astype(np.float32))
+    noise = np.abs(rng.normal(0.0, rng.uniform(0.01, 0.05), big.shape)).astype(np.float32)
+    out = big * body[None] + noise * (1.0 - body[None])
+    return out.astype(np.float32), m
 
 
 def localiser_stack(case: PreparedCase, rng: np.random.Generator | None,
                     cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
     """All slices of one case -> localiser (x, y), each (n, 128, 128, 1)."""
-    n, h, w = case.x.shape
     if rng is None:
         return pp.localiser_training_pair(case.x, case.masks)
+    src_x, src_m = case.x, case.masks
+    if case.source == "emidec" and rng.random() < P_CANVAS:
+        src_x, src_m = on_canvas(src_x, src_m, rng)
+    n, h, w = src_x.shape
     centre = np.repeat(np.array([[h // 2, w // 2]], float), n, 0)
     mat = np.repeat(random_matrices(rng, 1, cfg), n, axis=0)
     shift = np.repeat(rng.uniform(-cfg.max_shift_px, cfg.max_shift_px, (1, 2)), n, axis=0)
     disp = elastic_displacements(rng, 1, (h, w), cfg)
     if disp is not None:
         disp = np.repeat(disp, n, axis=0)
-    x, y = warp(case.x, case.masks, sample_coordinates(centre, (h, w), mat, shift, disp))
+    x, y = warp(src_x, src_m, sample_coordinates(centre, (h, w), mat, shift, disp))
     x = augment_intensity(x, rng, cfg)
     return pp.localiser_training_pair(x, y)
 
@@ -167,7 +266,7 @@ class LocaliserBatches(SegmenterBatches):
         rng = np.random.default_rng([self.seed, self.epoch, int(idx), 1])
         xs, ys = [], []
         while sum(len(x) for x in xs) < self.batch_size:
-            case = self.cases[int(rng.integers(len(self.cases)))]
+            case = self.cases[self._draw_case(rng)]
             k = min(self.slices_per_case, self.batch_size - sum(len(a) for a in xs),
                     case.x.shape[0])
             pick = rng.permutation(case.x.shape[0])[:k]

@@ -73,6 +73,11 @@ class TrainConfig:
     export_onnx: bool = True
     synthetic: list[str] = field(default_factory=list)  # pairs.npz files mixed into batches
     synthetic_fraction: float = 0.25  # of each segmenter batch, when ``synthetic`` is set
+    myops: bool = True  # add the folds' MyoPS volumes (real geometry) to training and validation
+    myops_share: float = 0.3  # of the case draws in a batch, when MyoPS cases are present
+    localiser_cine: bool = True  # also train the localiser on the MyoPS bSSFP (C0) images
+    lr_schedule: str = "poly"  # "poly" (nnU-Net: lr0 * (1 - e/E)^0.9) | "plateau"
+    resume: bool = False  # continue from checkpoints/<stage>_last.keras and the history
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -82,8 +87,8 @@ def train(cfg: TrainConfig) -> Path:
     from tqdm import tqdm
 
     from models import preprocess as pp
-    from pipeline.datasets import emidec, folds
-    from pipeline.train.data import prepare_case
+    from pipeline.datasets import emidec, folds, myops
+    from pipeline.train.data import prepare_case, prepare_myops_case
 
     if cfg.task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}")
@@ -91,24 +96,49 @@ def train(cfg: TrainConfig) -> Path:
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
 
     all_ids = emidec.list_cases(cfg.data_dir)
+    folds_doc = None
     if cfg.fold is None:
         train_ids, val_ids = all_ids, []
-        folds_doc = None
+        if cfg.myops:
+            folds_doc = folds.load_or_create(cfg.folds_file, cfg.data_dir)
     else:
         folds_doc = folds.load_or_create(cfg.folds_file, cfg.data_dir)
         train_ids, val_ids = folds.split(folds_doc, cfg.fold)
         missing = sorted(set(train_ids + val_ids) - set(all_ids))
         if missing:
             raise ValueError(f"folds file lists cases absent from the data: {missing[:5]}")
+    train_myops, val_myops = (folds.split_myops(folds_doc, cfg.fold)
+                              if cfg.myops and folds_doc is not None else ([], []))
+    if cfg.myops and folds_doc is not None and not (train_myops or val_myops):
+        if folds._myops_scar_if_present(cfg.data_dir):
+            raise ValueError("the folds file has no MyoPS assignment: run `lgenode pipeline "
+                             "folds --force` (or train with --no-myops)")
+        log.warning("no labelled MyoPS data: training on EMIDEC only")
     if cfg.limit_cases:
         train_ids = _subset(train_ids, cfg.limit_cases)
         val_ids = _subset(val_ids, max(1, cfg.limit_cases // 2)) if val_ids else []
+        train_myops, val_myops = train_myops[:1], val_myops[:1]
 
     def load(ids: list[str], what: str):
         return [prepare_case(emidec.load_case(c, cfg.data_dir))
                 for c in tqdm(ids, desc=f"loading {what} cases", unit="case", leave=False)]
 
-    train_cases, val_cases = load(train_ids, "training"), load(val_ids, "validation")
+    def load_myops(ids: list[str], what: str, image: str = "LGE"):
+        out = []
+        for c in tqdm(ids, desc=f"loading {what} MyoPS cases", unit="case", leave=False):
+            try:
+                out.append(prepare_myops_case(myops.load_case(c, cfg.data_dir), image,
+                                              cfg.data_dir))
+            except FileNotFoundError as exc:
+                if image == "LGE":
+                    raise
+                log.warning("%s", exc)  # cine images are optional extras for the localiser
+        return out
+
+    train_cases = load(train_ids, "training") + load_myops(train_myops, "training")
+    val_cases = load(val_ids, "validation") + load_myops(val_myops, "validation")
+    localiser_extra = (load_myops(train_myops, "training cine", "C0")
+                       if cfg.localiser_cine and cfg.task in ("both", "localiser") else [])
     settings = {
         **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "keras_backend": keras.backend.backend(),
@@ -118,11 +148,12 @@ def train(cfg: TrainConfig) -> Path:
         "localiser_size": pp.LOCALISER_SIZE,
         "target_spacing_mm": pp.TARGET_SPACING_MM,
         "folds_seed": folds_doc.get("seed") if folds_doc else None,
-        "train_cases": train_ids,
-        "val_cases": val_ids,
+        "train_cases": train_ids + train_myops,
+        "val_cases": val_ids + val_myops,
     }
     if cfg.task in ("both", "localiser"):
-        settings["localiser"] = train_localiser(cfg, train_cases, val_cases, out)
+        settings["localiser"] = train_localiser(cfg, train_cases + localiser_extra, val_cases,
+                                                out)
     if cfg.task in ("both", "segmenter"):
         settings["segmenter"] = train_segmenter(cfg, train_cases, val_cases, out)
     cfg_path = out / "train_config.json"
@@ -168,11 +199,38 @@ def _class_weights(spec: str, train_cases) -> list[float]:
     return vals
 
 
-def _fit(model, train_ds, val, cfg: TrainConfig, epochs: int, out: Path, stem: str,
+def poly_learning_rate(lr0: float, epochs: int, exponent: float = 0.9):
+    """nnU-Net's schedule: ``lr0 * (1 - epoch / epochs) ** exponent`` (epoch counted from 0)."""
+    def schedule(epoch: int, lr: float | None = None) -> float:
+        return float(lr0 * max(0.0, 1.0 - epoch / max(epochs, 1)) ** exponent)
+    return schedule
+
+
+def _resume_state(out: Path, stem: str, monitor: str, mode: str
+                  ) -> tuple[list[dict[str, object]], float | None]:
+    """(epochs already in the history file, best monitored value so far) of a stage."""
+    suffix = "" if stem == "segmenter" else f"_{stem}"
+    path = out / f"history{suffix}.json"
+    if not path.exists():
+        return [], None
+    epochs = list(json.loads(path.read_text()).get("epochs", []))
+    vals = [float(e[monitor]) for e in epochs if e.get(monitor) is not None]
+    best = (max(vals) if mode == "max" else min(vals)) if vals else None
+    return epochs, best
+
+
+def _fit(build_model, train_ds, val, cfg: TrainConfig, epochs: int, out: Path, stem: str,
          monitor: str, mode: str, title: str, extra: dict[str, object]) -> dict[str, object]:
-    """model.fit with checkpoints, early stopping, LR decay, history/curves; keeps the best."""
+    """model.fit with checkpoints, LR schedule, early stopping (plateau schedule only),
+    history/curves and resume; keeps the best.
+
+    ``build_model()`` returns a new compiled model; with ``cfg.resume`` and a last checkpoint
+    of this stage, training continues from it instead (weights, optimizer state, epoch count,
+    history; batches are a function of (seed, epoch, index) and so continue where they were).
+    """
     import keras
 
+    import pipeline.train.losses  # noqa: F401 - custom objects for loading checkpoints
     from pipeline.train.callbacks import HistoryWriter, NonFiniteStop
 
     ckpt_dir = out / "checkpoints"
@@ -183,22 +241,43 @@ def _fit(model, train_ds, val, cfg: TrainConfig, epochs: int, out: Path, stem: s
     suffix = "" if stem == "segmenter" else f"_{stem}"
     history = HistoryWriter(out / f"history{suffix}.json", out / f"curves{suffix}.png",
                             title=title, extra=extra)
+    initial_epoch, best_so_far = 0, None
+    if cfg.resume and last_ckpt.exists():
+        done, best_so_far = _resume_state(out, stem, monitor, mode)
+        model = keras.saving.load_model(str(last_ckpt))
+        history.epochs = done
+        initial_epoch = len(done)
+        log.info("%s: resuming after epoch %d of %d (best %s %s)", stem, initial_epoch, epochs,
+                 monitor, best_so_far)
+        keras.utils.set_random_seed(cfg.seed + 1000 * initial_epoch + (stem != "segmenter"))
+    else:
+        model = build_model()
+    if hasattr(train_ds, "epoch"):
+        train_ds.epoch = initial_epoch
     nonfinite = NonFiniteStop()
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.ModelCheckpoint(str(best_ckpt), monitor=monitor, mode=mode,
-                                        save_best_only=True),
+                                        save_best_only=True,
+                                        initial_value_threshold=best_so_far),
         keras.callbacks.ModelCheckpoint(str(last_ckpt)),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.5,
-                                          patience=max(2, cfg.patience // 3), min_lr=1e-5,
-                                          verbose=0),
         history,
         nonfinite,
     ]
-    if val is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
-                                                       patience=cfg.patience))
-    model.fit(train_ds, validation_data=val, epochs=epochs, callbacks=callbacks,
-              verbose=cfg.verbose)
+    if cfg.lr_schedule == "poly":
+        callbacks.insert(0, keras.callbacks.LearningRateScheduler(
+            poly_learning_rate(cfg.learning_rate, epochs)))
+    elif cfg.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, mode=mode, factor=0.5, patience=max(2, cfg.patience // 3),
+            min_lr=1e-5, verbose=0))
+        if val is not None:
+            callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+                                                           patience=cfg.patience))
+    else:
+        raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r} (poly or plateau)")
+    if initial_epoch < epochs:
+        model.fit(train_ds, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
+                  callbacks=callbacks, verbose=cfg.verbose)
     src = best_ckpt if best_ckpt.exists() else last_ckpt
     final = out / (SEGMENTER_FILE if stem == "segmenter" else LOCALISER_FILE)
     _save_inference_copy(src, final)
@@ -209,6 +288,8 @@ def _fit(model, train_ds, val, cfg: TrainConfig, epochs: int, out: Path, stem: s
             if best is not None else None,
             "stopped_non_finite": bool(getattr(nonfinite, "stopped", False)),
             "ms_per_step_median": _median([e.get("ms_per_step") for e in history.epochs]),
+            "resumed_from_epoch": initial_epoch or None,
+            "lr_schedule": cfg.lr_schedule,
             "file": final.name}
 
 
@@ -245,27 +326,36 @@ def train_segmenter(cfg: TrainConfig, train_cases, val_cases, out: Path) -> dict
 
     keras.utils.set_random_seed(cfg.seed)
     weights = _class_weights(cfg.class_weights, train_cases)
-    model = build_segmenter(input_shape=(pp.ROI_SIZE, pp.ROI_SIZE, 1), n_classes=pp.N_CLASSES,
-                            base_filters=cfg.base_filters, depth=cfg.depth, dropout=cfg.dropout)
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                  loss=WeightedCEDiceLoss(weights, dice_weight=cfg.dice_weight),
-                  metrics=segmenter_metrics())
+
+    def build():
+        model = build_segmenter(input_shape=(pp.ROI_SIZE, pp.ROI_SIZE, 1),
+                                n_classes=pp.N_CLASSES, base_filters=cfg.base_filters,
+                                depth=cfg.depth, dropout=cfg.dropout)
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                      loss=WeightedCEDiceLoss(weights, dice_weight=cfg.dice_weight),
+                      metrics=segmenter_metrics())
+        return model
+
+    n_params = int(build_segmenter(input_shape=(pp.ROI_SIZE, pp.ROI_SIZE, 1),
+                                   n_classes=pp.N_CLASSES, base_filters=cfg.base_filters,
+                                   depth=cfg.depth, dropout=cfg.dropout).count_params())
     aug = AugmentConfig()
     pool = SyntheticPool.load(synthetic_paths(cfg)) if cfg.synthetic else None
     train_ds = SegmenterBatches(train_cases, cfg.batch_size, cfg.steps_per_epoch, aug,
                                 seed=cfg.seed, slices_per_case=cfg.slices_per_case,
                                 p_lesion_slice=cfg.p_lesion_slice, synthetic=pool,
-                                synthetic_fraction=cfg.synthetic_fraction, workers=cfg.workers)
+                                synthetic_fraction=cfg.synthetic_fraction,
+                                myops_share=cfg.myops_share, workers=cfg.workers)
     synthetic_info = ({**pool.describe(), "fraction": cfg.synthetic_fraction,
                        "per_batch": train_ds.n_synthetic} if pool is not None else None)
     val = segmenter_validation(val_cases) if val_cases else None
     fold = "all cases" if cfg.fold is None else f"fold {cfg.fold}"
-    info = _fit(model, train_ds, val, cfg, cfg.epochs, out, "segmenter", "val_dice", "max",
+    info = _fit(build, train_ds, val, cfg, cfg.epochs, out, "segmenter", "val_dice", "max",
                 f"segmenter, {fold}", {"task": "segmenter", "class_weights": weights,
                                        "augment": aug.to_dict(),
                                        "synthetic": synthetic_info,
-                                       "params": int(model.count_params())})
-    return {**info, "class_weights": weights, "params": int(model.count_params()),
+                                       "params": n_params})
+    return {**info, "class_weights": weights, "params": n_params,
             "synthetic": synthetic_info}
 
 
@@ -278,21 +368,27 @@ def train_localiser(cfg: TrainConfig, train_cases, val_cases, out: Path) -> dict
     from pipeline.train.losses import BCEDiceLoss, BinaryPooledDice
 
     keras.utils.set_random_seed(cfg.seed + 1)
-    model = build_localiser(input_shape=(pp.LOCALISER_SIZE, pp.LOCALISER_SIZE, 1))
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=BCEDiceLoss(),
-                  metrics=[BinaryPooledDice(name="dice")])
+
+    def build():
+        model = build_localiser(input_shape=(pp.LOCALISER_SIZE, pp.LOCALISER_SIZE, 1))
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=BCEDiceLoss(),
+                      metrics=[BinaryPooledDice(name="dice")])
+        return model
+
+    n_params = int(build_localiser(input_shape=(pp.LOCALISER_SIZE, pp.LOCALISER_SIZE, 1)
+                                   ).count_params())
     epochs = cfg.localiser_epochs if cfg.localiser_epochs is not None else min(cfg.epochs, 60)
     steps = cfg.localiser_steps or cfg.steps_per_epoch
     train_ds = LocaliserBatches(train_cases, cfg.batch_size, steps, LOCALISER_AUGMENT,
                                 seed=cfg.seed, slices_per_case=cfg.slices_per_case,
-                                workers=cfg.workers)
+                                myops_share=cfg.myops_share, workers=cfg.workers)
     val = localiser_validation(val_cases) if val_cases else None
     fold = "all cases" if cfg.fold is None else f"fold {cfg.fold}"
-    info = _fit(model, train_ds, val, cfg, epochs, out, "localiser", "val_loss", "min",
+    info = _fit(build, train_ds, val, cfg, epochs, out, "localiser", "val_loss", "min",
                 f"LV localiser, {fold}", {"task": "localiser",
                                           "augment": LOCALISER_AUGMENT.to_dict(),
-                                          "params": int(model.count_params())})
-    return {**info, "params": int(model.count_params())}
+                                          "params": n_params})
+    return {**info, "params": n_params}
 
 
 def synthetic_paths(cfg: TrainConfig) -> list[str]:
@@ -323,7 +419,8 @@ def write_model_json(out: Path, cfg: TrainConfig) -> Path:
                    "3": "infarct", "4": "no-reflow (MVO)"},
         "licence": "CC BY-NC-SA 4.0 (inherited from the EMIDEC training data); research use "
                    "only, not for diagnosis",
-        "training": {"data": "EMIDEC PNG", "fold": cfg.fold, "base_filters": cfg.base_filters,
+        "training": {"data": "EMIDEC PNG" + (" + MyoPS 2020 LGE" if cfg.myops else ""),
+                     "fold": cfg.fold, "lr_schedule": cfg.lr_schedule, "base_filters": cfg.base_filters,
                      "depth": cfg.depth, "seed": cfg.seed},
     }
     p = out / "model.json"

@@ -1,7 +1,8 @@
 """Losses and metrics for training, written with ``keras.ops`` only so that the same code runs
 under TensorFlow (CPU) and JAX (GPU, ``KERAS_BACKEND=jax``).
 
-Segmenter: class-weighted cross-entropy + soft Dice over the foreground classes. The soft Dice is
+Segmenter: class-weighted cross-entropy + soft Dice over the foreground classes (and over
+infarct incl. MVO, the clinical quantity). The soft Dice is
 pooled over the whole batch (sums over batch and pixels, then divided), so a class absent from one
 slice does not produce a 0/0 term, and rare classes (no-reflow) still get a gradient.
 
@@ -16,6 +17,9 @@ import keras
 from keras import ops
 
 _EPS = 1e-7
+# Label of pixels known to be infarct or no-reflow without saying which (MyoPS scar: that data set
+# has no MVO class). Only ever in training targets; never predicted.
+AMBIGUOUS_LESION = 5
 
 
 def _labels_like(y_true, y_pred):
@@ -44,18 +48,34 @@ class WeightedCEDiceLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         labels = _labels_like(y_true, y_pred)
-        onehot = ops.one_hot(labels, self.n_classes, dtype=y_pred.dtype)
+        # AMBIGUOUS_LESION pixels (data sets without an MVO class: "infarct or MVO") supervise
+        # only the sum p3 + p4; they are left out of the separate infarct and MVO terms.
+        amb = ops.cast(ops.equal(labels, AMBIGUOUS_LESION), y_pred.dtype)  # (B, H, W)
+        onehot = ops.one_hot(ops.where(labels == AMBIGUOUS_LESION, 0, labels), self.n_classes,
+                             dtype=y_pred.dtype) * (1.0 - amb)[..., None]
         p = ops.clip(y_pred, _EPS, 1.0 - _EPS)
         w = ops.convert_to_tensor(self.class_weights, dtype=y_pred.dtype)
         ce = -ops.sum(onehot * ops.log(p) * w, axis=-1)  # (B, H, W)
+        if self.n_classes > 4:
+            lesion = ops.clip(y_pred[..., 3] + y_pred[..., 4], _EPS, 1.0)
+            ce = ce - amb * w[3] * ops.log(lesion)
         loss = ops.mean(ce)
         if self.dice_weight > 0:
             axes = (0, 1, 2)
+            keep = (1.0 - amb)[..., None]
             inter = ops.sum(onehot * y_pred, axis=axes)
-            denom = ops.sum(onehot, axis=axes) + ops.sum(y_pred, axis=axes)
+            denom = ops.sum(onehot, axis=axes) + ops.sum(y_pred * keep, axis=axes)
             dice = (2.0 * inter + self.smooth) / (denom + self.smooth)
             idx = ops.convert_to_tensor(self.dice_classes, dtype="int32")
-            loss = loss + self.dice_weight * (1.0 - ops.mean(ops.take(dice, idx)))
+            terms = ops.take(dice, idx)
+            if self.n_classes > 4:
+                # infarct incl. MVO (the clinical quantity), over every pixel
+                t_u = onehot[..., 3] + onehot[..., 4] + amb
+                p_u = y_pred[..., 3] + y_pred[..., 4]
+                d_u = (2.0 * ops.sum(t_u * p_u) + self.smooth) / (
+                    ops.sum(t_u) + ops.sum(p_u) + self.smooth)
+                terms = ops.concatenate([terms, ops.reshape(d_u, (1,))])
+            loss = loss + self.dice_weight * (1.0 - ops.mean(terms))
         return loss
 
     def get_config(self):
@@ -106,6 +126,9 @@ class PooledDice(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         labels = _labels_like(y_true, y_pred)
         pred = ops.argmax(y_pred, axis=-1)
+        # an "infarct or MVO" pixel is right when predicted as either
+        labels = ops.where(labels == AMBIGUOUS_LESION,
+                           ops.cast(ops.where(pred == 4, 4, 3), labels.dtype), labels)
         t = ops.one_hot(labels, self.n_classes, dtype="float32")
         p = ops.one_hot(pred, self.n_classes, dtype="float32")
         axes = tuple(range(len(t.shape) - 1))

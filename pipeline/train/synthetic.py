@@ -1,4 +1,4 @@
-"""Synthetic image/mask pairs mixed into segmenter training batches (issue 6's experiment).
+"""Synthetic image/mask pairs mixed into segmenter training batches (`lgenode pipeline experiment`).
 
 A synthetic set is a ``pairs.npz`` file (the contract in ``pipeline/synth/README.md``):
 ``images`` float32 (N, 128, 128), already through ``pp.normalize_intensity``, and ``masks``

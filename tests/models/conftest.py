@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from models.volume import Volume
+from tests.support.require import missing
 
 def data_dir() -> Path:
     from pipeline.datasets.paths import data_root
@@ -23,7 +24,7 @@ def data_dir() -> Path:
 def shared_data() -> Path:
     root = data_dir()
     if not (root / "emidec" / "images").is_dir() or not (root / "myops2020").is_dir():
-        pytest.skip(f"shared data not found at {root} (set LGENODE_DATA_DIR)")
+        missing("data", f"shared data not found at {root} (set LGENODE_DATA_DIR)")
     return root
 
 

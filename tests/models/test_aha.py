@@ -261,7 +261,7 @@ def test_empty_labels_cover_nothing() -> None:
 MYOPS = Path(os.environ.get("LGENODE_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data")) / "myops2020"
 
 
-@pytest.mark.skipif(not (MYOPS / "Case3001_gd.nii.gz").is_file(), reason="MyoPS data absent")
+@pytest.mark.data
 @pytest.mark.parametrize("case", [f"Case{n}" for n in range(3001, 3016)])
 def test_default_reference_puts_the_wall_next_to_the_rv_in_septal_segments(case) -> None:
     """MyoPS labels the RV blood pool (600): mark the LV wall within 8 px of it as "enhanced".

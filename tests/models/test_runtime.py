@@ -64,7 +64,7 @@ def test_predictor_batches_match_single_calls(untrained_weights):
         load_predictor(untrained_weights / "segmenter", "torch")  # type: ignore[arg-type]
 
 
-@pytest.mark.slow  # starts a second Python that imports TensorFlow (~10-17 s on 2 shared cores)
+@pytest.mark.slow  # starts a second Python that imports TensorFlow
 def test_export_runs_in_subprocess_when_backend_differs(untrained_weights, tmp_path, monkeypatch):
     """The JAX-trained case: keras imported under another backend -> export happens under TF in a child."""
     import keras

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from tests.conftest import dcmtk_env, free_port, needs_myops, which_dcmtk
+from tests.conftest import dcmtk_env, free_port, which_dcmtk
 
 LGENODE = str(Path(sys.executable).with_name("lgenode"))
 API_KEY = "crash-test-key-0123456789"  # the API requires credentials; configured by its SHA-256 below
@@ -72,11 +72,10 @@ def api_get(port: int, path: str) -> object:
 
 
 @pytest.mark.slow
-@needs_myops
 def test_sigkill_while_streaming_loses_nothing_and_job_runs_once(tmp_path: Path) -> None:
-    from pipeline.datasets.dicomize import make_benchmark_series
+    from dicomstudy.synthetic import write_synthetic_long_series
 
-    files = make_benchmark_series(n=160, rows=256, cols=256, out_dir=tmp_path / "series", seed=3)
+    files = write_synthetic_long_series(160, tmp_path / "series", rows=256, cols=256, seed=3)
     files = sorted(files)
     dicom_port, api_port = free_port(), free_port()
     cfg = write_config(tmp_path, dicom_port, api_port)

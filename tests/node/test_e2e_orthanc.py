@@ -1,6 +1,7 @@
-"""End to end with a real PACS: Orthanc auto-routes a stable MR series to the node (Lua
-OnStableSeries -> C-STORE); the node segments it and stores SEG + SR + PDF back into Orthanc,
-where the test reads them with dicomweb-client (QIDO/WADO) and highdicom."""
+"""End to end with a real PACS: Orthanc auto-routes a stable MR series to the node with the
+routing script the deployment uses (``docker/route.lua``: Lua OnStableSeries -> C-STORE); the
+node segments it and stores SEG + SR + PDF back into Orthanc, where the test reads them with
+dicomweb-client (QIDO/WADO) and highdicom. Runs on the synthetic study."""
 
 from __future__ import annotations
 
@@ -13,21 +14,12 @@ import highdicom as hd
 import pytest
 from dicomweb_client.api import DICOMwebClient
 
-from tests.conftest import dcmtk_env, free_port, needs_myops, which_dcmtk
+from tests.conftest import REPO, dcmtk_env, free_port, which_dcmtk
 from tests.support.orthanc import start_orthanc
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.slow]
 
-ROUTE_LUA = """
-function OnStableSeries(seriesId, tags, metadata)
-  -- auto-route image series to the LGE node; never our own results (SEG/SR/DOC) back.
-  -- (Orthanc 1.10's Lua SendToModality fails on a series with "Unable to read attachment";
-  -- the REST store route works.)
-  if tags['Modality'] == 'MR' then
-    RestApiPost('/modalities/lgenode/store', seriesId)
-  end
-end
-"""
+ROUTE_LUA = REPO / "docker" / "route.lua"  # routes to the modality named "lgenode"
 SEG, SR, PDF = "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.34", "1.2.840.10008.5.1.4.1.1.104.1"
 
 
@@ -81,7 +73,6 @@ def check_results(client: DICOMwebClient, study_uid: str, lge_series_uid: str) -
     assert seg.SegmentationType == "BINARY" and seg.StudyInstanceUID == study_uid
     assert str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID) == lge_series_uid
     assert [s.SegmentAlgorithmType for s in seg.SegmentSequence] == ["AUTOMATIC"] * 4
-    sr = hd.sr.srread  # noqa: F841  (parsing below goes through highdicom's TID 1500 classes)
     values = sr_values(sr_ds)
     vols = seg_volumes_ml(seg_ds)
     for key, ml in vols.items():
@@ -91,19 +82,18 @@ def check_results(client: DICOMwebClient, study_uid: str, lge_series_uid: str) -
     assert bytes(pdf_ds.EncapsulatedDocument[:5]) == b"%PDF-"
 
 
-@needs_myops
-def test_orthanc_auto_routes_and_receives_seg_sr_pdf(node_config, myops_series, tmp_path: Path) -> None:
+def test_orthanc_auto_routes_and_receives_seg_sr_pdf(node_config, study_series, tmp_path: Path) -> None:
     from node.service import NodeService
 
     node_port = free_port()
     orthanc = start_orthanc(tmp_path / "orthanc", modalities={"lgenode": ["LGENODE", "127.0.0.1", node_port],
                                                               "scanner": ["SCANNER", "127.0.0.1", 104]},
-                            lua_scripts=[str(_lua(tmp_path))])
+                            lua_scripts=[str(ROUTE_LUA)])
     service = NodeService(node_cfg(node_config, node_port, orthanc, "cstore"))
     service.start()
     try:
-        lge = sorted(myops_series["lge"].glob("*.dcm"))
-        cine = sorted(myops_series["cine"].glob("*.dcm"))
+        lge = sorted(study_series["lge"].glob("*.dcm"))
+        cine = sorted(study_series["cine"].glob("*.dcm"))
         # The modality sends the study to the PACS; the PACS routes it on.
         r = subprocess.run([which_dcmtk("storescu"), "-aet", "SCANNER", "-aec", orthanc.aet, "127.0.0.1",
                             str(orthanc.dicom_port), *map(str, lge + cine)],
@@ -126,14 +116,7 @@ def test_orthanc_auto_routes_and_receives_seg_sr_pdf(node_config, myops_series, 
         orthanc.stop()
 
 
-def _lua(tmp_path: Path) -> Path:
-    p = tmp_path / "route.lua"
-    p.write_text(ROUTE_LUA)
-    return p
-
-
-@needs_myops
-def test_pacs_down_for_a_while_objects_arrive_after(node_config, myops_series, tmp_path: Path) -> None:
+def test_pacs_down_for_a_while_objects_arrive_after(node_config, study_series, tmp_path: Path) -> None:
     from node.service import NodeService
 
     node_port = free_port()
@@ -142,7 +125,7 @@ def test_pacs_down_for_a_while_objects_arrive_after(node_config, myops_series, t
     service = NodeService(node_cfg(node_config, node_port, orthanc, "stow"))
     service.start()
     try:
-        lge = sorted(myops_series["lge"].glob("*.dcm"))
+        lge = sorted(study_series["lge"].glob("*.dcm"))
         r = subprocess.run([which_dcmtk("storescu"), "-aec", "LGENODE", "127.0.0.1", str(node_port), *map(str, lge)],
                            capture_output=True, text=True, env=dcmtk_env(), timeout=120)
         assert r.returncode == 0, r.stderr

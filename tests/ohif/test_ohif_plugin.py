@@ -13,20 +13,19 @@ results: ``test-artifacts/ohif/``.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.require import available, missing, requires
+
 PLUGIN = Path(__file__).resolve().parents[2] / "ohif-plugin"
 SCRIPT = PLUGIN / "run-tests.sh"
 SKIPPED = 77  # run_e2e.py: MyoPS data, weights, Orthanc or Chromium absent
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or shutil.which("npm") is None, reason="Node.js and npm are needed"
-)
+pytestmark = requires("node", "Node.js and npm are needed")
 
 
 def _run(*args: str, timeout: int) -> subprocess.CompletedProcess[str]:
@@ -43,11 +42,11 @@ def test_plugin_unit_tests() -> None:
 @pytest.mark.slow
 @pytest.mark.orthanc
 def test_plugin_end_to_end() -> None:
-    missing = [p for p in ("/usr/bin/chromium", "/usr/sbin/Orthanc") if not Path(p).exists()]
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)}")
+    for component in ("chromium", "orthanc"):
+        if not available(component):
+            missing(component, f"{component} not installed")
     r = _run("--e2e-only", timeout=900)
     if r.returncode == SKIPPED:
         reason = next((line for line in r.stderr.splitlines() if "SKIPPED" in line), "prerequisites missing")
-        pytest.skip(reason.split("SKIPPED:", 1)[-1].strip())
+        missing("data", reason.split("SKIPPED:", 1)[-1].strip())
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]

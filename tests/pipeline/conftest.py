@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.support.require import missing
+
+
 def shared_root() -> Path:
     from pipeline.datasets.paths import data_root
 
@@ -19,7 +22,7 @@ def shared_root() -> Path:
 def emidec_root() -> Path:
     root = shared_root()
     if not (root / "emidec" / "images").is_dir():
-        pytest.skip(f"EMIDEC data not found under {root} (set LGENODE_DATA_DIR)")
+        missing("data", f"EMIDEC data not found under {root} (set LGENODE_DATA_DIR)")
     return root
 
 
@@ -27,7 +30,7 @@ def emidec_root() -> Path:
 def myops_root() -> Path:
     root = shared_root()
     if not (root / "myops2020" / "Case3001_gd.nii.gz").exists():
-        pytest.skip(f"MyoPS data not found under {root} (set LGENODE_DATA_DIR)")
+        missing("data", f"MyoPS data not found under {root} (set LGENODE_DATA_DIR)")
     return root
 
 

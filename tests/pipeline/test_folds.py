@@ -85,5 +85,38 @@ def test_committed_folds_file_matches_data(emidec_root):
     if not F.DEFAULT_FOLDS_FILE.exists():
         pytest.skip("no committed folds file")
     doc = F.load_folds(F.DEFAULT_FOLDS_FILE)
-    assert doc == F.make_folds(F.emidec_case_infos(emidec_root), n_folds=doc["n_folds"],
-                               seed=doc["seed"])
+    expected = F.make_folds(F.emidec_case_infos(emidec_root), n_folds=doc["n_folds"],
+                            seed=doc["seed"])
+    if (emidec_root / "myops2020").is_dir():
+        F.assign_myops(expected, F.myops_scar_shares(emidec_root), seed=doc["seed"])
+    assert doc == expected
+
+
+def test_myops_dealt_over_folds_without_changing_emidec():
+    from pipeline.datasets.folds import assign_myops, make_folds, split, split_myops
+
+    doc = make_folds(_infos(), n_folds=5, seed=0)
+    before = [list(f["val"]) for f in doc["folds"]]
+    scar = {f"Case30{i:02d}": i / 100 for i in range(1, 16)}
+    assign_myops(doc, scar, seed=0)
+    assert [list(f["val"]) for f in doc["folds"]] == before
+    vals = [f["val_myops"] for f in doc["folds"]]
+    assert sorted(c for v in vals for c in v) == sorted(scar)
+    assert [len(v) for v in vals] == [3] * 5
+    # snake order by scar share: every fold gets a low, a middle and a high case
+    for v in vals:
+        shares = sorted(scar[c] for c in v)
+        assert shares[0] <= 0.05 and 0.06 <= shares[1] <= 0.10 and shares[2] >= 0.11
+    tr, va = split_myops(doc, 2)
+    assert set(tr).isdisjoint(va) and len(tr) == 12 and va == vals[2]
+    assert split_myops(doc, None) == (sorted(scar), [])
+    assert split(doc, 2)[1] == before[2]
+
+
+def test_committed_folds_file_has_three_myops_per_fold():
+    from pipeline.datasets.folds import DEFAULT_FOLDS_FILE, load_folds
+
+    doc = load_folds(DEFAULT_FOLDS_FILE)
+    vals = [f["val_myops"] for f in doc["folds"]]
+    assert [len(v) for v in vals] == [3] * 5
+    assert sorted(c for v in vals for c in v) == [f"Case30{i:02d}" for i in range(1, 16)]

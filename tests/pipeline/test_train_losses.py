@@ -107,3 +107,68 @@ def test_batches_follow_the_contract_and_are_reproducible(synthetic_data):
     assert 0.0 <= ly.min() and ly.max() <= 1.0 and ly.max() > 0.5
     vx, vy = D.segmenter_validation(cases[:2])
     assert len(vx) == len(vy) == sum(c.images.shape[0] for c in cases[:2])
+
+
+def test_ambiguous_lesion_supervises_infarct_plus_mvo():
+    """A MyoPS scar pixel ("infarct or MVO") is satisfied by either class, not by another."""
+    from pipeline.train.losses import AMBIGUOUS_LESION, WeightedCEDiceLoss
+
+    y = np.zeros((1, 8, 8), np.int64)
+    y[0, 2:6, 2:6] = AMBIGUOUS_LESION
+    loss = WeightedCEDiceLoss([1.0] * 5)
+    as_infarct = np.where(y == AMBIGUOUS_LESION, 3, y)
+    as_mvo = np.where(y == AMBIGUOUS_LESION, 4, y)
+    half = _onehot(as_infarct) * 0.5 + _onehot(as_mvo) * 0.5
+    as_myo = np.where(y == AMBIGUOUS_LESION, 2, y)
+    l3, l4, lh, l2 = (float(loss(y, p)) for p in
+                      (_onehot(as_infarct), _onehot(as_mvo), half, _onehot(as_myo)))
+    assert np.isfinite([l3, l4, lh, l2]).all()
+    # either lesion class (or a split between them) costs about the same, myocardium much more
+    assert abs(l3 - l4) < 0.05 and abs(l3 - lh) < 0.05
+    assert l2 > l3 + 0.5
+
+
+def test_pooled_dice_counts_ambiguous_as_either_lesion():
+    from pipeline.train.losses import AMBIGUOUS_LESION, PooledDice
+
+    y = np.zeros((1, 8, 8), np.int64)
+    y[0, 2:6, 2:6] = AMBIGUOUS_LESION
+    m = PooledDice((3, 4), name="d")
+    m.update_state(y, _onehot(np.where(y == AMBIGUOUS_LESION, 4, y)))
+    assert float(m.result()) == pytest.approx(1.0)  # MVO predicted, absent infarct counts 1
+    m3 = PooledDice((3,), name="d3")
+    m3.update_state(y, _onehot(np.where(y == AMBIGUOUS_LESION, 2, y)))
+    assert float(m3.result()) == pytest.approx(0.0)
+
+
+def test_poly_learning_rate():
+    from pipeline.train.loop import poly_learning_rate
+
+    f = poly_learning_rate(1e-3, 10)
+    assert f(0) == pytest.approx(1e-3)
+    assert f(5) == pytest.approx(1e-3 * 0.5 ** 0.9)
+    assert f(10) == 0.0 and f(9) > 0.0
+    assert all(f(e) > f(e + 1) for e in range(9))
+
+
+def test_emidec_on_canvas_keeps_labels_and_moves_lv():
+    from models import preprocess as pp
+    from pipeline.train.data import on_canvas
+
+    rng = np.random.default_rng(3)
+    x = rng.random((2, 64, 64)).astype(np.float32)
+    m = np.zeros((2, 64, 64), np.uint8)
+    m[:, 28:36, 28:36] = 1
+    m[:, 30:34, 30:34] = 3
+    centres = []
+    for seed in range(6):
+        cx, cm = on_canvas(x, m, np.random.default_rng(seed))
+        assert cx.shape == cm.shape and cx.shape[1] > 64 and cx.dtype == np.float32
+        assert np.bincount(cm.ravel(), minlength=4)[1:].tolist() == \
+            np.bincount(m.ravel(), minlength=4)[1:].tolist()
+        # the image still shows the slice under its labels (pixel-aligned)
+        r, c = (int(v) for v in np.argwhere(cm[0] == 3).min(0))
+        assert np.allclose(cx[0, r:r + 4, c:c + 4], x[0, 30:34, 30:34])
+        rc = pp.lv_centre_from_mask(cm)
+        centres.append((rc[0] / cm.shape[1], rc[1] / cm.shape[2]))
+    assert np.ptp(np.array(centres), axis=0).min() > 0.05  # the LV is not always central

@@ -50,7 +50,10 @@ def test_train_writes_run_folder(trained_run):
         assert math.isfinite(e["loss"]) and math.isfinite(e["val_loss"])
         assert 0.0 <= e["val_dice"] <= 1.0 and e["ms_per_step"] > 0
     cfg = json.loads((run / "train_config.json").read_text())
-    val = json.loads(folds.read_text())["folds"][0]["val"]
+    fold0 = json.loads(folds.read_text())["folds"][0]
+    val = fold0["val"] + fold0.get("val_myops", [])
+    # the synthetic data set has 2 MyoPS volumes: dealt to folds 0 and 1 when the file was made
+    assert fold0["val_myops"] and any(c.startswith("Case3") for c in cfg["train_cases"])
     assert cfg["val_cases"] == val and not set(cfg["train_cases"]) & set(val)
     info = json.loads((run / "model.json").read_text())
     assert info["segmenter"] == "segmenter" and info["localiser"] == "localiser"
@@ -112,3 +115,30 @@ def test_evaluate_myops_units(trained_run, synthetic_data, tmp_path):
     assert doc["summary"]["units"] == {"distance": "mm", "volume": "mL"}
     assert doc["summary"]["pooled_class_dice"]["no_reflow"] is None
     assert [r["case"] for r in doc["cases"]] == ["Case3001", "Case3002"]
+
+
+def test_resume_continues_history_and_schedule(trained_run, synthetic_data, tmp_path):
+    """`--resume` on a finished 2-epoch run with `--epochs 3` trains exactly one more epoch per
+    stage, keeps the earlier history and continues the poly schedule where it was."""
+    import shutil
+
+    run, folds = trained_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    before = json.loads((copy / "history.json").read_text())["epochs"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KERAS_BACKEND": "tensorflow"}
+    cmd = [sys.executable, "-m", "lgenode", "pipeline", "train", "--data-dir", str(synthetic_data),
+           "--folds", str(folds), "--fold", "0", "--epochs", "3", "--steps-per-epoch", "2",
+           "--batch-size", "4", "--base-filters", "4", "--depth", "2", "--localiser-epochs", "3",
+           "--no-export-onnx", "--quiet", "--resume", "--out", str(copy)]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    after = json.loads((copy / "history.json").read_text())["epochs"]
+    assert [e["epoch"] for e in after] == [1, 2, 3]
+    assert after[:2] == before
+    # poly: lr(e) = lr0 * (1 - e / 3) ** 0.9 for the resumed epoch (index 2)
+    assert after[2]["learning_rate"] == pytest.approx(1e-3 * (1 / 3) ** 0.9, rel=1e-3)
+    loc = json.loads((copy / "history_localiser.json").read_text())["epochs"]
+    assert [e["epoch"] for e in loc] == [1, 2, 3]
+    cfg = json.loads((copy / "train_config.json").read_text())
+    assert cfg["segmenter"]["resumed_from_epoch"] == 2

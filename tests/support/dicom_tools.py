@@ -10,13 +10,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from pydicom.dataset import Dataset
+
+from tests.support.require import requires
 
 DCIODVFY = "/usr/bin/dciodvfy"
 
-needs_dciodvfy = pytest.mark.skipif(not Path(DCIODVFY).is_file() and shutil.which("dciodvfy") is None,
-                                    reason="dciodvfy (Debian dicom3tools) not installed")
+needs_dciodvfy = requires("dicom3tools", "dciodvfy (Debian dicom3tools) not installed")
 
 
 def dciodvfy_lines(path: Path | str) -> list[str]:

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.require import missing, requires
+
 ORTHANC_BIN = "/usr/sbin/Orthanc"
 PLUGIN_CANDIDATES = (
     "/usr/share/orthanc/plugins/libOrthancDicomWeb.so",
@@ -50,8 +52,7 @@ def orthanc_available() -> bool:
     return Path(ORTHANC_BIN).is_file() and dicomweb_plugin() is not None
 
 
-needs_orthanc = pytest.mark.skipif(not orthanc_available(),
-                                   reason="Orthanc with the DICOMweb plugin is not installed")
+needs_orthanc = requires("orthanc", "Orthanc with the DICOMweb plugin is not installed")
 
 
 from tests.conftest import free_port  # noqa: E402  (re-exported for the deliver tests)
@@ -166,7 +167,7 @@ def orthanc_config(workdir: Path, http_port: int, dicom_port: int, aet: str,
 def start_orthanc(workdir: Path, *, aet: str = "ORTHANC", modalities: dict[str, list] | None = None,
                   lua_scripts: list[str] | None = None, extra_config: dict | None = None) -> OrthancServer:
     if not orthanc_available():
-        pytest.skip("Orthanc with the DICOMweb plugin is not installed")
+        missing("orthanc", "Orthanc with the DICOMweb plugin is not installed")
     workdir.mkdir(parents=True, exist_ok=True)
     http_port, dicom_port = free_port(), free_port()
     while dicom_port == http_port:

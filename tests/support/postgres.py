@@ -16,6 +16,8 @@ from typing import Iterator
 
 import pytest
 
+from tests.support.require import missing
+
 
 def _bin(name: str) -> str | None:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
@@ -36,7 +38,7 @@ def postgres_url() -> Iterator[str]:
         return
     initdb, pg_ctl = _bin("initdb"), _bin("pg_ctl")
     if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL server binaries not installed (Debian package postgresql)")
+        missing("postgres", "PostgreSQL server binaries not installed (Debian package postgresql)")
     from tests.conftest import free_port
 
     root = Path(tempfile.mkdtemp(prefix="lgenode-pg-"))

@@ -13,7 +13,7 @@ from pydicom.data import get_testdata_file
 
 from models.io import GeometryError, load_dicom_series
 from models.volume import Volume
-from pipeline.datasets.dicomize import StudyContext, write_enhanced_series, write_series
+from dicomstudy.write import StudyContext, write_enhanced_series, write_series
 
 
 def oblique_volume(n: int = 6, rows: int = 40, cols: int = 48, seed: int = 0) -> Volume:
@@ -117,7 +117,7 @@ def test_enhanced_frames_out_of_order_and_per_frame_rescale(tmp_path: Path, vol:
 
 def test_legacy_converted_enhanced_mr_from_highdicom(tmp_path: Path, vol: Volume) -> None:
     legacy = pytest.importorskip("highdicom.legacy")
-    from pipeline.datasets.dicomize import series_datasets
+    from dicomstudy.write import series_datasets
 
     frames = series_datasets(vol, StudyContext("T1", seed=7))
     random.Random(1).shuffle(frames)

@@ -12,6 +12,7 @@ import pytest
 
 from node.deliver import CStoreDestination, deliver
 from tests.support.orthanc import free_port, needs_orthanc
+from tests.support.require import missing
 
 STORESCP = "/usr/bin/storescp"  # DCMTK's, not the one pynetdicom installs in the venv
 
@@ -19,7 +20,7 @@ STORESCP = "/usr/bin/storescp"  # DCMTK's, not the one pynetdicom installs in th
 @pytest.fixture
 def storescp(tmp_path):
     if not Path(STORESCP).is_file():
-        pytest.skip("DCMTK storescp not installed")
+        missing("dcmtk", "DCMTK storescp not installed")
     out = tmp_path / "received"
     out.mkdir()
     port = free_port()

@@ -54,7 +54,7 @@ def _queue_objects(core, objects) -> tuple[int, list[OutgoingObject]]:  # type: 
 
 
 def test_pacs_down_then_back_same_objects_delivered(node_config, deliver_case, tmp_path: Path) -> None:
-    from node.app import build_core
+    from node.core import build_core
 
     port = free_port()
     cfg = node_config()
@@ -93,7 +93,7 @@ def test_pacs_down_then_back_same_objects_delivered(node_config, deliver_case, t
 
 
 def test_gives_up_after_max_attempts(node_config, deliver_case) -> None:
-    from node.app import build_core
+    from node.core import build_core
     from node.config import NodeConfig
 
     dests = NodeConfig.model_validate({"destinations": [
@@ -115,7 +115,7 @@ def test_backoff_is_exponential_and_capped(node_config) -> None:
     cfg = node_config()
     cfg = cfg.model_copy(update={"delivery": cfg.delivery.model_copy(update={"retry_backoff_seconds": 10,
                                                                              "max_backoff_seconds": 60})})
-    from node.app import build_core
+    from node.core import build_core
 
     core = build_core(cfg)
     ob = Outbox(core.sessions, core.files.root, cfg)

@@ -37,13 +37,13 @@ def test_stow_then_qido_and_wado(orthanc, deliver_case) -> None:
 
 
 def test_wado_rs_frames_need_an_explicit_media_type(orthanc, deliver_case) -> None:
-    """Measured fact (issue 4): Orthanc 1.10 / DICOMweb 1.7 answers 400 to a frame request
+    """Measured fact: Orthanc 1.10 / DICOMweb 1.7 answers 400 to a frame request
     without an explicit media type, and serves it with application/octet-stream + explicit VR
     little endian.
 
     A BINARY SEG is read back as a whole instance here: this Orthanc cannot cut 1-bit frames
     when Columns is not a multiple of 8 ("Bad number of columns for a black-and-white image",
-    HTTP 400; MyoPS matrices are 4xx-5xx wide), while frames of a 256-column SEG come back
+    HTTP 400; the fixture series is 132 columns wide), while frames of a 256-column SEG come back
     fine. Viewers that read SEG through WADO-RS instance/bulk-data retrieval are unaffected.
     """
     series, objects = deliver_case

@@ -1,4 +1,5 @@
-"""Fixtures: one real MyoPS case as a DICOM series, its measurements and encoded objects."""
+"""Fixtures: a DICOM series with known labels (the synthetic study, and a real MyoPS case in the
+real-data tier), its measurements and encoded objects. Every test using them runs on both."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import datetime
 
 import pytest
 
+from models.segment import Quality
 from node.encode import AlgorithmInfo
-from tests.support.myops_series import build_case_series, encode_case
+from tests.support.case_series import build_case_series, build_synthetic_series, encode_case
 
 CASE = "Case3001"
 CREATED = datetime.datetime(2026, 1, 2, 3, 4, 5)
+# A doubtful result: every encoded object must carry the score and the review flag.
+QUALITY = Quality(score=0.6123, members=5, infarct_pct_spread=4.56, threshold=0.8,
+                  needs_review=True)
 
 
 @pytest.fixture(scope="session")
@@ -19,14 +24,16 @@ def algorithm() -> AlgorithmInfo:
                          source="models/weights/MODEL_CARD.md")
 
 
-@pytest.fixture(scope="session")
-def case_series(tmp_path_factory):
+@pytest.fixture(scope="session", params=["synthetic", pytest.param(CASE, marks=pytest.mark.data)])
+def case_series(request, tmp_path_factory):
+    if request.param == "synthetic":
+        return build_synthetic_series(tmp_path_factory.mktemp("synthetic") / "LGE")
     return build_case_series(CASE, tmp_path_factory.mktemp("myops") / "LGE")
 
 
 @pytest.fixture(scope="session")
 def _encoded_case(case_series, algorithm):
-    return encode_case(case_series, algorithm, created=CREATED)
+    return encode_case(case_series, algorithm, created=CREATED, quality=QUALITY)
 
 
 @pytest.fixture(scope="session")

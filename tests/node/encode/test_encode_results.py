@@ -11,7 +11,7 @@ from node.encode.readback import sr_values
 from node.encode.uids import derive_uid
 from tests.support.dicom_tools import dciodvfy_errors, needs_dciodvfy
 
-from .conftest import CREATED
+from .conftest import CREATED, QUALITY
 
 
 def _bytes(ds) -> bytes:
@@ -32,7 +32,7 @@ def test_three_objects_in_the_source_study(encoded, case_series) -> None:
 def test_reencoding_gives_the_same_objects(encoded, case_series, results, algorithm) -> None:
     m, aha = results
     again = encode_seg_sr(case_series.datasets, case_series.labels, case_series.volume, m, aha,
-                          algorithm, created=CREATED)
+                          algorithm, created=CREATED, quality=QUALITY)
     assert again.seg.SOPInstanceUID == encoded[0].SOPInstanceUID
     assert again.sr.SOPInstanceUID == encoded[1].SOPInstanceUID
     assert _bytes(again.seg) == _bytes(encoded[0])
@@ -75,7 +75,7 @@ def test_report_is_reproducible(encoded, case_series, results, algorithm) -> Non
 
     m, aha = results
     pdf = encode_report(case_series.datasets, case_series.labels, case_series.volume, m, aha,
-                        algorithm, derived_from=encoded[:2], created=CREATED)
+                        algorithm, derived_from=encoded[:2], created=CREATED, quality=QUALITY)
     assert _bytes(pdf) == _bytes(encoded[2])
 
 
@@ -88,4 +88,5 @@ def test_without_aha_the_objects_are_still_valid(case_series, results, algorithm
         assert dciodvfy_errors(ds, tmp_path) == []
     v = sr_values(sr)
     assert v.aha == {} and v.n_transmural_segments is None
+    assert v.quality_score is None and v.needs_review is None  # no quality given: none written
     assert v.structures["myocardium"]["volume_ml"] == m.myocardium_ml

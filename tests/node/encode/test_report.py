@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
-import pytest
 
 from node.encode.report import ENCAPSULATED_PDF_STORAGE, representative_slices
 from tests.support.dicom_tools import dciodvfy_errors, needs_dciodvfy
+from tests.support.require import requires
 
 
 @needs_dciodvfy
@@ -33,7 +32,7 @@ def test_pdf_object(encoded, case_series) -> None:
     assert {str(ds.SOPInstanceUID) for ds in case_series.datasets} <= refs
 
 
-@pytest.mark.skipif(shutil.which("gs") is None, reason="ghostscript not installed (text check)")
+@requires("ghostscript", "ghostscript not installed (text check)")
 def test_pdf_text_has_banner_and_numbers(encoded, results, tmp_path) -> None:
     m, aha = results
     path = tmp_path / "report.pdf"
@@ -47,6 +46,8 @@ def test_pdf_text_has_banner_and_numbers(encoded, results, tmp_path) -> None:
     assert f"{m.myocardial_mass_g:.1f} g" in text
     assert "patient-superior" in text
     assert "Mean transmurality" in text
+    assert "NEEDS CAREFUL REVIEW" in text  # the fixture's quality asks for review
+    assert "0.61, 5 models (threshold 0.80)" in text
 
 
 def test_representative_slices_one_per_level(results, case_series) -> None:

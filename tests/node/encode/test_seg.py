@@ -11,7 +11,7 @@ from node.encode.codes import SEGMENT_CONCEPTS
 from node.encode.seg import build_segmentation
 from node.encode.uids import derive_object_uids
 from tests.support.dicom_tools import dciodvfy_errors, needs_dciodvfy
-from tests.support.myops_series import build_case_series
+from tests.support.case_series import build_case_series, build_synthetic_series
 
 
 @needs_dciodvfy
@@ -88,8 +88,10 @@ def test_missing_source_is_an_error(case_series, algorithm) -> None:
 
 
 @needs_dciodvfy
-def test_seg_of_an_enhanced_mr_source(tmp_path, algorithm) -> None:
-    series = build_case_series("Case3002", tmp_path / "ENH", enhanced=True)
+@pytest.mark.parametrize("source", ["synthetic", pytest.param("Case3002", marks=pytest.mark.data)])
+def test_seg_of_an_enhanced_mr_source(tmp_path, algorithm, source) -> None:
+    series = (build_synthetic_series(tmp_path / "ENH", enhanced=True) if source == "synthetic"
+              else build_case_series(source, tmp_path / "ENH", enhanced=True))
     assert len(series.datasets) == 1 and series.volume.source_refs[0][1] is not None
     seg = build_segmentation(series.datasets, series.labels, series.volume, algorithm,
                              derive_object_uids("enh", "seg", "t"), series_number=1201)

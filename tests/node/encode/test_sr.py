@@ -84,3 +84,12 @@ def test_sr_identity_and_references(encoded, case_series, algorithm, sr_back) ->
     assert algorithm.name.encode() in raw and algorithm.version.encode() in raw
     # How the AHA reference was chosen is stated in the algorithm parameters.
     assert b"aha_reference=patient-superior" in raw
+
+
+def test_sr_carries_quality_and_review_flag(sr_back) -> None:
+    from tests.node.encode.conftest import QUALITY
+
+    v = sr_values(sr_back)
+    assert v.quality_score == pytest.approx(QUALITY.score, abs=1e-4)
+    assert v.needs_review is True
+    assert v.infarct_percent_spread == pytest.approx(QUALITY.infarct_pct_spread, abs=1e-2)

@@ -17,10 +17,11 @@ from node.deliver.outbox import Outbox
 from node.encode import AlgorithmInfo
 from node.encode.readback import seg_volumes_ml, sr_values
 from node.job.queue import JobQueue
-from node.job.worker import Worker, build_stages
+from node.job.stages import build_stages
+from node.job.worker import Worker
 from node.series.completion import sweep
 from tests.conftest import dcmtk_env, which_dcmtk
-from tests.support.myops_series import build_case_series, encode_case
+from tests.support.case_series import build_synthetic_series, encode_case
 
 
 def _send(port: int, files: list[Path]) -> None:
@@ -58,7 +59,7 @@ def _edited_seg(ai_seg: pydicom.Dataset, series, labels: np.ndarray, out: Path) 
 
 
 def test_edited_seg_remeasured_into_new_sr(scp, core, tmp_path: Path) -> None:
-    series = build_case_series("Case3001", tmp_path / "lge")
+    series = build_synthetic_series(tmp_path / "lge")
     _send(scp.port, series.files)
     assert len(sweep(core.sessions, core.cfg, now=utcnow() + timedelta(seconds=5))) == 1
     with core.sessions.begin() as s:  # the AI job ran earlier (not needed here)

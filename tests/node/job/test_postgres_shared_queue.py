@@ -6,7 +6,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Engine, MetaData, inspect, select
 
 from node.db.models import Instance, Job, Series, utcnow
 from node.db.session import make_engine, session_factory, upgrade
@@ -17,15 +17,26 @@ from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
 pytestmark = pytest.mark.postgres
 
 
+def drop_everything(engine: Engine) -> None:
+    """Drop every table of the database (the node's, Alembic's and any leftover), so a run against a
+    reused server (LGENODE_TEST_PG_URL) starts from an empty schema and leaves one behind."""
+    meta = MetaData()
+    meta.reflect(engine)
+    meta.drop_all(engine)
+    assert inspect(engine).get_table_names() == []
+
+
 @pytest.fixture
 def pg_sessions(postgres_url: str):  # type: ignore[no-untyped-def]  # noqa: F811
     engine = make_engine(postgres_url)
-    with engine.begin() as c:
-        c.execute(text("DROP TABLE IF EXISTS jobs, instances, series, alembic_version CASCADE"))
+    drop_everything(engine)
     upgrade(engine)  # Alembic migrations run on PostgreSQL too
     upgrade(engine)  # and are idempotent
-    yield session_factory(engine)
-    engine.dispose()
+    try:
+        yield session_factory(engine)
+    finally:
+        drop_everything(engine)
+        engine.dispose()
 
 
 def test_two_nodes_eight_workers_each_job_once(pg_sessions, postgres_url: str, node_config) -> None:  # noqa: F811

@@ -1,4 +1,5 @@
-"""The job's first stage on a real MyoPS-derived series: geometry equals the NIfTI's."""
+"""The job's first stage: the geometry it records equals the written one (synthetic study; in the
+real-data tier, a MyoPS-derived series whose geometry must equal the NIfTI affine)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,15 @@ from node.series.completion import sweep
 from tests.conftest import dcmtk_env, myops_dir, needs_myops, which_dcmtk
 
 
+def _send(port: int, files: list[Path]) -> None:
+    r = subprocess.run([which_dcmtk("storescu"), "-aec", "LGENODE", "127.0.0.1", str(port), *map(str, files)],
+                       capture_output=True, text=True, env=dcmtk_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
 @pytest.fixture(scope="module")
 def native_series(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Case3001 at its native matrix (no resampling), so the geometry must equal the NIfTI affine."""
-    if not (myops_dir() / "Case3001_LGE.nii.gz").exists():
-        pytest.skip("MyoPS data not found")
     from pipeline.datasets.dicomize import dicomize_case
 
     out = tmp_path_factory.mktemp("native")
@@ -81,13 +86,32 @@ def test_failed_load_records_reason(core) -> None:
     assert job.state == "failed" and "no stored image instances" in job.reason and job.stage == "load"
 
 
-@needs_myops
-def test_enhanced_multiframe_series_through_scp_and_load(scp, core, tmp_path: Path) -> None:
-    from pipeline.datasets.dicomize import dicomize_case
+def test_load_stage_geometry_matches_the_written_volume(scp, core, tmp_path: Path) -> None:
+    from dicomstudy.synthetic import write_synthetic_study
 
-    dicomize_case(str(myops_dir() / "Case3004_LGE.nii.gz"), tmp_path, seed=5, with_cine=False,
-                  enhanced=True, matrix=192)
-    files = sorted((tmp_path / "LGE_SAX").glob("*.dcm"))
+    study = write_synthetic_study(tmp_path, seed=4, with_cine=False)
+    _send(scp.port, study.lge_files)
+    assert len(sweep(core.sessions, core.cfg, now=utcnow() + timedelta(seconds=5))) == 1
+    assert Worker(JobQueue(core.sessions), core.sessions, core.files.root).run_once()
+    with core.sessions() as s:
+        job = s.scalar(select(Job))
+    assert job.state == "done", job.reason
+    geo, vol = job.result["geometry"], study.lge_volume
+    assert geo["shape"] == list(vol.shape)
+    np.testing.assert_allclose(geo["slice_positions_mm"], vol.positions, atol=1e-3)
+    np.testing.assert_allclose(geo["row_direction"], vol.row_direction, atol=1e-6)
+    np.testing.assert_allclose(geo["column_direction"], vol.column_direction, atol=1e-6)
+    assert geo["pixel_spacing_mm"] == pytest.approx(list(vol.pixel_spacing), abs=1e-6)
+    assert geo["slice_spacing_mm"] == pytest.approx(vol.slice_spacing, abs=1e-3)
+    assert job.result["n_files"] == vol.shape[0]
+
+
+def test_enhanced_multiframe_series_through_scp_and_load(scp, core, tmp_path: Path) -> None:
+    from dicomstudy.synthetic import Phantom, write_synthetic_study
+
+    study = write_synthetic_study(tmp_path, seed=5, with_cine=False, enhanced=True,
+                                  phantom=Phantom(slices=6, rows=160, cols=176))
+    files = study.lge_files
     assert len(files) == 1  # one multi-frame instance
     r = subprocess.run([which_dcmtk("storescu"), "-aec", "LGENODE", "127.0.0.1", str(scp.port), *map(str, files)],
                        capture_output=True, text=True, env=dcmtk_env(), timeout=120)
@@ -97,4 +121,4 @@ def test_enhanced_multiframe_series_through_scp_and_load(scp, core, tmp_path: Pa
     with core.sessions() as s:
         job = s.scalar(select(Job))
     assert job.state == "done", job.reason
-    assert job.result["geometry"]["shape"] == [6, 192, 192]
+    assert job.result["geometry"]["shape"] == [6, 160, 176]

@@ -39,8 +39,8 @@ def stored_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.dcm") if ".incoming" not in p.parts)
 
 
-def test_dcmtk_storescu_stores_real_series_byte_identical(scp, core, myops_series) -> None:
-    files = sorted(myops_series["lge"].glob("*.dcm"))
+def test_dcmtk_storescu_stores_real_series_byte_identical(scp, core, study_series) -> None:
+    files = sorted(study_series["lge"].glob("*.dcm"))
     r = storescu(scp.port, files)
     assert r.returncode == 0, r.stderr
     stored = stored_files(core.files.root)
@@ -112,7 +112,7 @@ def test_wrong_called_ae_rejected_with_reason(scp) -> None:
 
 
 def test_peer_restricted_to_host(node_config) -> None:
-    from node.app import build_core
+    from node.core import build_core
     from node.receive.scp import StorageSCP
 
     cfg = node_config(dicom={"allowed_peers": [{"ae_title": "STORESCU", "host": "10.255.255.1"}]})
@@ -196,7 +196,7 @@ def test_refusals_each_with_its_status(scp, core, tmp_path: Path) -> None:
 
 
 def test_low_disk_answers_out_of_resources(node_config, tmp_path: Path) -> None:
-    from node.app import build_core
+    from node.core import build_core
     from node.receive.scp import StorageSCP
 
     free_mb = shutil.disk_usage(tmp_path).free // (1024 * 1024)

@@ -84,7 +84,7 @@ def test_association_records_who_sent_what_and_refusals(audited_scp, tmp_path) -
 
 
 def test_every_delivery_attempt_is_recorded(node_config, tmp_path) -> None:
-    from node.app import build_core
+    from node.core import build_core
     from node.config import NodeConfig
 
     port = free_port()

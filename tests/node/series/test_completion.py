@@ -23,8 +23,8 @@ def later(seconds: float = 5):  # type: ignore[no-untyped-def]
     return utcnow() + timedelta(seconds=seconds)
 
 
-def test_lge_selected_cine_ignored_one_job(scp, core, myops_series) -> None:
-    send(scp.port, sorted(myops_series["lge"].glob("*.dcm")) + sorted(myops_series["cine"].glob("*.dcm")))
+def test_lge_selected_cine_ignored_one_job(scp, core, study_series) -> None:
+    send(scp.port, sorted(study_series["lge"].glob("*.dcm")) + sorted(study_series["cine"].glob("*.dcm")))
     assert sweep(core.sessions, core.cfg, now=utcnow()) == []  # not idle yet (idle_seconds=1)
     queued = sweep(core.sessions, core.cfg, now=later())
     assert len(queued) == 1
@@ -60,8 +60,8 @@ def _resend_one_new(tmp_path: Path, files: list[Path]) -> Path:
     return out
 
 
-def test_late_instance_reprocess_policy(scp, core, myops_series, tmp_path: Path) -> None:
-    files = sorted(myops_series["lge"].glob("*.dcm"))
+def test_late_instance_reprocess_policy(scp, core, study_series, tmp_path: Path) -> None:
+    files = sorted(study_series["lge"].glob("*.dcm"))
     send(scp.port, files)
     assert len(sweep(core.sessions, core.cfg, now=later())) == 1
     # A duplicate changes nothing.
@@ -80,8 +80,8 @@ def test_late_instance_reprocess_policy(scp, core, myops_series, tmp_path: Path)
             (1, "superseded"), (2, "queued")]
 
 
-def test_late_instance_store_only_policy(node_config, myops_series, tmp_path: Path) -> None:
-    from node.app import build_core
+def test_late_instance_store_only_policy(node_config, study_series, tmp_path: Path) -> None:
+    from node.core import build_core
     from node.receive.scp import StorageSCP
 
     cfg = node_config(series={"late_instance_policy": "store_only"})
@@ -89,7 +89,7 @@ def test_late_instance_store_only_policy(node_config, myops_series, tmp_path: Pa
     server = StorageSCP(cfg.dicom, core.store)
     server.start()
     try:
-        files = sorted(myops_series["lge"].glob("*.dcm"))
+        files = sorted(study_series["lge"].glob("*.dcm"))
         send(server.port, files)
         sweep(core.sessions, core.cfg, now=later())
         send(server.port, [_resend_one_new(tmp_path, files)])

@@ -23,6 +23,7 @@ from pipeline.datasets.dicomize import (
     write_series,
 )
 from pipeline.datasets.paths import myops_dir
+from tests.support.require import missing, requires
 
 DCIODVFY = Path("/usr/bin/dciodvfy")
 CASE = "Case3001"
@@ -31,7 +32,7 @@ CASE = "Case3001"
 def myops_lge(case: str = CASE) -> Path:
     path = myops_dir() / f"{case}_LGE.nii.gz"
     if not path.is_file():
-        pytest.skip(f"MyoPS data not found at {path} (set LGENODE_DATA_DIR)")
+        missing("data", f"MyoPS data not found at {path} (set LGENODE_DATA_DIR)")
     return path
 
 
@@ -144,7 +145,7 @@ def dciodvfy_errors(path: Path) -> list[str]:
     return [ln for ln in (run.stdout + run.stderr).splitlines() if ln.startswith("Error")]
 
 
-@pytest.mark.skipif(not DCIODVFY.exists(), reason="dciodvfy (dicom3tools) not installed")
+@requires("dicom3tools", "dciodvfy (dicom3tools) not installed")
 def test_generated_files_pass_dciodvfy(tmp_path: Path) -> None:
     vol, _, _ = linear_volume(n=3, rows=24, cols=20)
     vol.pixels = np.rint(vol.pixels).astype(np.int16)  # negative values: signed pixels
@@ -167,7 +168,7 @@ def test_generated_files_pass_dciodvfy(tmp_path: Path) -> None:
 
 def test_dciodvfy_check_detects_a_broken_file(tmp_path: Path) -> None:
     if not DCIODVFY.exists():
-        pytest.skip("dciodvfy (dicom3tools) not installed")
+        missing("dicom3tools", "dciodvfy (dicom3tools) not installed")
     vol, _, _ = linear_volume(n=1, rows=8, cols=8)
     vol.pixels = np.rint(vol.pixels).astype(np.int16)
     (path,) = write_series(vol, tmp_path, StudyContext("SYN", seed=1))

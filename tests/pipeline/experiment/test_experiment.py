@@ -62,10 +62,25 @@ def test_experiment_writes_comparison(experiment):
     assert doc["baseline"] == "real" and doc["cases"] == sorted(val)
     assert set(doc["arms"]) == {"real", "toy"}
     toy = doc["arms"]["toy"]
-    for k in ("lv_cavity", "myocardium_normal", "infarct", "no_reflow", "mean"):
+    # A pooled delta exists exactly where both arms' pooled Dice is defined (the class occurs in a
+    # prediction or the ground truth of some case); then the 95 % interval brackets it.
+    from pipeline.evaluate.metrics import CLASS_NAMES
+    from pipeline.experiment.bootstrap import pooled_dice
+
+    def arm_counts(arm: str) -> np.ndarray:
+        recs = json.loads((out / arm / "eval" / "fold0" / "metrics.json").read_text())["cases"]
+        return np.array([r["counts"] for r in recs])
+
+    defined = np.isfinite(pooled_dice(arm_counts("real"))) & np.isfinite(pooled_dice(arm_counts("toy")))
+    assert defined[1], "the LV cavity is in every case: its delta must be reported"
+    expect = {name: bool(defined[c]) for c, name in CLASS_NAMES.items()} | {"mean": True}
+    for k, has_delta in expect.items():
         d = toy["delta_pooled"][k]
-        if d["delta"] is not None and d["ci_lo"] is not None:
-            assert d["ci_lo"] <= d["delta"] + 1e-9 and d["delta"] <= d["ci_hi"] + 1e-9
+        if not has_delta:
+            assert d["delta"] is None or not np.isfinite(d["delta"]), k
+            continue
+        assert d["ci_lo"] is not None and d["ci_hi"] is not None, k
+        assert d["ci_lo"] <= d["delta"] + 1e-9 and d["delta"] <= d["ci_hi"] + 1e-9, k
     md = (out / "results.md").read_text()
     assert "| toy |" in md and "95 % paired bootstrap" in md
     assert "only the cases whose ground truth has the structure" in md

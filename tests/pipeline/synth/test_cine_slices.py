@@ -11,6 +11,7 @@ from scipy import ndimage
 
 import models.preprocess as pp
 from pipeline.synth import cine_slices as cs
+from tests.support.require import missing
 
 SPACING = 0.9  # mm, in-plane; resampled to 1.25 mm by the loader
 SHAPE = (3, 190, 200)  # (slices, rows, cols)
@@ -178,7 +179,7 @@ def test_missing_folder_raises(tmp_path):
 def test_shared_myops_cine_slices(myops_root):
     """Real MyoPS: every case loads (C0, LGE and gd on one grid), labelled cases are LV-centred."""
     if not (Path(myops_root) / "myops2020" / "Case3001_C0.nii.gz").exists():
-        pytest.skip("MyoPS cine (_C0) files not in the shared data")
+        missing("data", "MyoPS cine (_C0) files not in the shared data")
     d = cs.load_slices(myops_root)
     assert d.cine.shape == d.lge.shape == (len(d), pp.ROI_SIZE, pp.ROI_SIZE)
     assert d.labelled.any() and (~d.labelled).any()

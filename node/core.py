@@ -1,4 +1,8 @@
-"""Wiring: build the node's parts from a config (used by `lgenode serve`, tests and benchmarks)."""
+"""The node's core parts built from a config: database, file store and instance store (`build_core`).
+
+Shared by `lgenode serve` (`node.service.NodeService`, which adds the SCP, sweeps, workers and the
+HTTP API of `node.api.app`), the admin commands, tests and benchmarks.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,51 @@
+"""`lgenode pipeline ensemble`: fold runs -> one ensemble weights folder."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+
+def _fold(run, k, onnx=True):
+    d = run / f"fold{k}"
+    d.mkdir(parents=True)
+    for name in ("segmenter.keras", "localiser.keras", "localiser.onnx") + (
+            ("segmenter.onnx",) if onnx else ()):
+        (d / name).write_bytes(f"{name}-{k}".encode())
+    (d / "model.json").write_text(json.dumps({"roi_size": 128, "target_spacing_mm": 1.25,
+                                              "n_classes": 5, "training": {"data": "x"}}))
+    (d / "checkpoints").mkdir()
+    (d / "checkpoints" / "segmenter_last.keras").write_bytes(b"big")
+
+
+def test_ensemble_folder_and_threshold_from_cv(tmp_path):
+    from pipeline.cli import app
+
+    run = tmp_path / "cv"
+    for k in range(3):
+        _fold(run, k)
+    cv_eval = tmp_path / "eval"
+    cv_eval.mkdir()
+    (cv_eval / "metrics.json").write_text(json.dumps(
+        {"summary": {"quality_flag": {"best_threshold": 0.83}}}))
+    out = tmp_path / "weights"
+    res = CliRunner().invoke(app, ["ensemble", str(run), "--out", str(out), "--version", "9.9.9",
+                                   "--cv-eval", str(cv_eval)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "model.json").read_text())
+    assert doc["members"] == ["fold0", "fold1", "fold2"] and doc["version"] == "9.9.9"
+    assert doc["quality_threshold"] == 0.83 and doc["segmenter"] == "fold0/segmenter"
+    assert (out / "fold2" / "segmenter.onnx").read_bytes() == b"segmenter.onnx-2"
+    assert not (out / "fold0" / "checkpoints").exists()  # inference files only
+
+
+def test_ensemble_refuses_a_fold_without_onnx(tmp_path):
+    from pipeline.cli import app
+
+    run = tmp_path / "cv"
+    _fold(run, 0)
+    _fold(run, 1, onnx=False)
+    res = CliRunner().invoke(app, ["ensemble", str(run), "--out", str(tmp_path / "w"),
+                                   "--version", "1", "--quality-threshold", "0.8"])
+    assert res.exit_code != 0 and "fold1" in str(res.exception)
