@@ -1,5 +1,6 @@
-"""`lgenode config check`'s security part: what would stop `serve` (an API key variable not
-set, a certificate or key that does not load) and what is unsafe (warnings)."""
+"""`lgenode config check`'s security part: errors for what cannot work (a certificate or key
+that does not load, a missing CA file), warnings for what is unsafe and for an API key variable
+that is not set in this environment (`serve` refuses to start without it)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from node.security.tls import client_context, server_context
 
 def check_security(cfg: NodeConfig) -> tuple[list[str], list[str]]:
     errors: list[str] = []
+    warnings: list[str] = []
     if cfg.api.enabled:
         try:
             build_authenticator(cfg)
         except ConfigError as exc:
-            errors.append(str(exc))
+            # The service's environment (systemd, docker) is often not this shell's: a warning
+            # here, while `serve` refuses to start without the key.
+            warnings.append(f"{exc} here: `lgenode serve` will refuse to start without it")
     tls_checks = [("dicom.tls", lambda: server_context(cfg.dicom.tls, cfg.resolve), cfg.dicom.tls.enabled),
                   ("api.tls", lambda: server_context(cfg.api.tls, cfg.resolve), cfg.api.enabled and cfg.api.tls.enabled)]
     for d in cfg.destinations:
@@ -33,7 +37,7 @@ def check_security(cfg: NodeConfig) -> tuple[list[str], list[str]]:
             build()
         except (OSError, ssl.SSLError, ValueError) as exc:
             errors.append(f"{key}: cannot load the certificate/key: {exc}")
-    return errors, security_warnings(cfg)
+    return errors, warnings + security_warnings(cfg)
 
 
 __all__ = ["check_security"]

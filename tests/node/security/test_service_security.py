@@ -123,7 +123,7 @@ def test_config_check_security_verdicts(tmp_path: Path) -> None:
     assert "without api.tls" in r.stderr
     keyed = ("dicom: {allow_any_peer: true}\napi: {auth: {api_keys: [{name: k, key_env: MY_KEY, roles: [read]}]}}\n")
     r = _check(tmp_path, keyed)
-    assert r.returncode == 2 and "MY_KEY is not set" in r.stderr
+    assert r.returncode == 0 and "MY_KEY is not set here: `lgenode serve` will refuse to start" in r.stderr
     r = _check(tmp_path, keyed, {"MY_KEY": "x" * 20})
     assert r.returncode == 0 and "WARNING" not in r.stderr, r.stderr
     r = _check(tmp_path, "dicom: {allow_any_peer: true, tls: {enabled: true, cert_file: nope.crt, key_file: nope.key}}\n"
@@ -151,3 +151,15 @@ def test_docker_and_example_configs_carry_api_credentials() -> None:
     for path in (REPO / "config" / "node.yaml", REPO / "docker" / "node.yaml"):
         cfg = load_config(path, environ={})
         assert cfg.api.auth.mode == "required" and cfg.api.auth.api_keys, path
+
+
+def test_serve_refuses_to_start_without_its_api_key(tmp_path: Path) -> None:
+    p = tmp_path / "node.yaml"
+    p.write_text(f"dicom: {{allow_any_peer: true, port: {free_port()}}}\nstorage: {{root: store, min_free_mb: 1}}\n"
+                 f"database: {{url: 'sqlite:///node.db'}}\napi: {{port: {free_port()}, auth: {{api_keys: "
+                 "[{name: k, key_env: MY_KEY, roles: [read]}]}}\n")
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "MY_KEY"}
+    r = subprocess.run([LGENODE, "serve", "--config", str(p)], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 2 and "MY_KEY is not set" in r.stderr
