@@ -27,8 +27,23 @@ export function makeFixtures(out, extra = []) {
   }
 }
 
+// The fixture sets the unit tests read: a 64 x 64 study (frames byte-aligned) and two whose
+// frames are NOT byte-aligned (Rows x Columns not a multiple of 8): odd x odd, and the 482 x 478
+// matrix of MyoPS Case3001 (the size that exposed OHIF's BINARY SEG reader, issue 12).
+export const FIXTURE_SETS = {
+  synthetic: ['--size', '64'],
+  'odd-63x61': ['--size', '63', '--cols', '61'],
+  'unaligned-482x478': ['--size', '482', '--cols', '478'],
+};
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const out = process.argv[2] ?? path.join(pluginDir, '.fixtures/synthetic');
-  makeFixtures(out, process.argv.slice(3));
-  console.log(`fixtures: ${out}`);
+  if (process.argv[2]) {
+    makeFixtures(process.argv[2], process.argv.slice(3));
+    console.log(`fixtures: ${process.argv[2]}`);
+  } else {
+    for (const [name, args] of Object.entries(FIXTURE_SETS)) {
+      makeFixtures(path.join(pluginDir, '.fixtures', name), args);
+      console.log(`fixtures: .fixtures/${name}`);
+    }
+  }
 }

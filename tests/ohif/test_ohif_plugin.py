@@ -1,10 +1,12 @@
 """The OHIF plugin's own test entry point (ohif-plugin/run-tests.sh) run from pytest.
 
-Unit tests: vitest on the plugin's SR parsing and SEG-version logic, with fixtures made by the
-node's encoders (needs Node >= 20 and npm; npm ci on first run). End to end
-(``ohif-plugin/test/e2e/run_e2e.py``): Orthanc + the real node in-process (segments a MyoPS LGE
-series, re-measures the saved edit, records the review decisions) + the prebuilt OHIF 3.13.2
-viewer + headless Chromium. Slow (about 70 s); needs the Debian packages chromium, orthanc,
+Unit tests: vitest on the plugin's own SEG decode (frames not byte-aligned: 63x61, 482x478, vs
+highdicom), the Save guard, SR parsing and SEG-version logic, with fixtures made by the node's
+encoders (needs Node >= 20 and npm; npm ci on first run). End to end
+(``ohif-plugin/test/e2e/run_e2e.py``): Orthanc + the real node in-process (segments MyoPS LGE
+series at 482x478 and 191x187, re-measures the saved edit, records the review decisions) + the
+prebuilt OHIF 3.13.2 viewer + headless Chromium; the viewer's labelmap is compared with pydicom's
+decode on every frame. Slow (80-200 s); needs the Debian packages chromium, orthanc,
 orthanc-dicomweb, the MyoPS data and model weights (``LGENODE_TEST_WEIGHTS``, else the node's
 default weights); skipped with the reason when one is missing. Screenshots and the checks'
 results: ``test-artifacts/ohif/``.
@@ -41,11 +43,12 @@ def test_plugin_unit_tests() -> None:
 
 @pytest.mark.slow
 @pytest.mark.orthanc
+@pytest.mark.timeout(1200)  # ~80 s on an idle machine, several minutes on a busy one
 def test_plugin_end_to_end() -> None:
     for component in ("chromium", "orthanc"):
         if not available(component):
             missing(component, f"{component} not installed")
-    r = _run("--e2e-only", timeout=900)
+    r = _run("--e2e-only", timeout=1100)
     if r.returncode == SKIPPED:
         reason = next((line for line in r.stderr.splitlines() if "SKIPPED" in line), "prerequisites missing")
         missing("data", reason.split("SKIPPED:", 1)[-1].strip())

@@ -6,6 +6,7 @@ import { createStore, initialState } from './store.js';
 import { lgeReviewProtocol, LGE_ATTRIBUTE } from './hangingProtocol.js';
 import { EXTENSION_ID, HP_ID, PANEL_NAME, VERSION } from './ids.js';
 import { latestSegDisplaySet, labelmapMaskGetter } from './ohifData.js';
+import { currentLabels, loadedSegs, viewerLabelImages } from './segLoader.js';
 
 // One store per page: the panel and the commands share it.
 const store = createStore(initialState);
@@ -56,5 +57,5 @@ const extension = {
 };
 
 // For end-to-end tests and debugging (import() of this module URL gives the same instance).
-export const _debug = { store, labelmapMaskGetter };
+export const _debug = { store, labelmapMaskGetter, currentLabels, loadedSegs, viewerLabelImages };
 export default extension;

@@ -12,9 +12,20 @@ export function dataSourceOf(extensionManager) {
   return ds;
 }
 
-function authHeaders(servicesManager) {
+/** OHIF's own Authorization header (OIDC login), as the viewer sends it to DICOMweb. */
+export function dicomWebAuthHeaders(servicesManager) {
   const h = servicesManager.services.userAuthenticationService?.getAuthorizationHeader?.();
   return h?.Authorization ? { Authorization: h.Authorization } : {};
+}
+
+/**
+ * Authorization for the node API (auth contract): OHIF's userAuthenticationService header when
+ * it gives one (OIDC deployments), else `Bearer <lgeReview.apiToken>` from app-config when set.
+ */
+export function nodeAuthHeaders(servicesManager, apiToken) {
+  const fromOhif = dicomWebAuthHeaders(servicesManager);
+  if (fromOhif.Authorization) return fromOhif;
+  return apiToken ? { Authorization: `Bearer ${apiToken}` } : {};
 }
 
 /** DICOMweb roots of the active data source (dicomweb data sources only). */
@@ -27,7 +38,7 @@ export function dicomWebRoots(extensionManager) {
 }
 
 async function getJson(url, servicesManager) {
-  const res = await fetch(url, { headers: { Accept: 'application/dicom+json', ...authHeaders(servicesManager) } });
+  const res = await fetch(url, { headers: { Accept: 'application/dicom+json', ...dicomWebAuthHeaders(servicesManager) } });
   if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
   return res.status === 204 ? [] : res.json();
 }

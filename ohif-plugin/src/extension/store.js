@@ -22,7 +22,12 @@ export const initialState = {
   reportMatchesSeg: false,
   job: null, // node job of the LGE series
   review: null, // latest review decision of that job
+  reportPending: false, // the version on screen has no SR yet (the node is measuring it)
   nodeError: null,
+  nodeErrorKind: null, // 'unreachable' | 'unauthorised' | 'nojob' | 'error'
+  dirty: false, // the reader edited the labelmap since it was opened or saved
+  loadError: null,
+  lastGuard: null, // the last save check (segDecode.guardSave)
   lastSaved: null, // {seriesInstanceUID, sopInstanceUID, seriesNumber, seriesDescription, version, changedPixels}
   busy: null, // 'loading' | 'saving' | 'reviewing'
   message: null, // {type: 'info'|'error'|'success', text}

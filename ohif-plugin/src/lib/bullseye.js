@@ -76,12 +76,20 @@ export function bullseyeSegments(cx, cy, r) {
  */
 export function transmuralityColor(percent) {
   if (percent === null || percent === undefined || Number.isNaN(percent)) return '#3a3f4b';
-  if (percent <= 0.5) return '#f4f1de';
+  if (percent <= 0.5) return '#f4f1de'; // 0 %: near white, never the grey of "not covered"
   if (percent <= 25) return '#f6c89f';
   if (percent <= 50) return '#f08a5d';
   if (percent <= 75) return '#d3423e';
   return '#8b1e1e';
 }
+
+/** Wall names around the bullseye (unit direction, SVG y down): standard AHA orientation. */
+export const ORIENTATION_LABELS = [
+  { label: 'Anterior', dx: 0, dy: -1 },
+  { label: 'Inferior', dx: 0, dy: 1 },
+  { label: 'Septal', dx: -1, dy: 0 },
+  { label: 'Lateral', dx: 1, dy: 0 },
+];
 
 export const TRANSMURALITY_LEGEND = [
   ['not covered', null],

@@ -23,6 +23,7 @@
 //   series: OHIF 3.13 links a SEG to the first display set that matches *any* item of that
 //   sequence, so listing the AI SEG's series there could overlay the new SEG on the AI SEG
 //   instead of on the LGE images. The AI SEG is still referenced (Source Image Sequence above).
+import dcmjs from 'dcmjs';
 import { clone, code, dicomDateTime, first, items, naturalize, newUid, personName } from './dicom.js';
 
 export const BINARY_SEG_SOP_CLASS_UID = '1.2.840.10008.5.1.4.1.1.66.4';
@@ -372,6 +373,7 @@ export function buildSegVersion({
     dataset: ds,
     version: newVersion,
     frames: framesOut.length,
+    frameBits: framesOut, // the written frames, 0/1 per pixel (same order as the source SEG's)
     changedPixels: changed,
     onPixels: framesOut.reduce((n, f) => n + countOn(f), 0),
   };
@@ -381,6 +383,13 @@ function dropUndefined(obj) {
   const out = {};
   for (const [k, v] of Object.entries(obj)) if (v !== undefined) out[k] = v;
   return out;
+}
+
+/** sRGB (0..255) of a DICOM CIELab colour (PS3.3 C.10.7.1.1), or null. */
+export function labToRgb(lab) {
+  const v = Array.isArray(lab) ? lab.map(Number) : null;
+  if (!v || v.length !== 3 || v.some(x => !Number.isFinite(x))) return null;
+  return dcmjs.data.Colors.dicomlab2RGB(v).map(x => Math.round(Math.min(1, Math.max(0, x)) * 255));
 }
 
 /**
@@ -397,6 +406,7 @@ export function segProvenance(input) {
       algorithmName: String(s.SegmentAlgorithmName ?? algo?.AlgorithmName ?? ''),
       algorithmVersion: String(algo?.AlgorithmVersion ?? ''),
       propertyType: code(s.SegmentedPropertyTypeCodeSequence),
+      rgb: labToRgb(s.RecommendedDisplayCIELabValue),
     };
   });
   const derivedFrom = items(ds.SourceImageSequence)

@@ -80,7 +80,8 @@ export function deriveModeInstance(base, { autoLoad = autoLoadLatestSeg, extensi
     ...base,
     id: MODE_ID,
     routeName: 'lge-review',
-    displayName: 'Cardiac LGE review',
+    // OHIF 3.13's study list gives a mode button ~12 characters before it cuts the label off
+    displayName: 'LGE review',
     hide: false,
     isValidMode,
     extensions: { ...base.extensions, [extensionUrl]: `^${VERSION}` },

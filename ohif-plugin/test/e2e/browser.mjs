@@ -20,7 +20,7 @@ const CHROMIUM_ARGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
 ];
 
-const result = { steps: [], console: [], screenshots: [] };
+const result = { steps: [], console: [], screenshots: [], labelDumps: {}, extra: [] };
 const t0 = Date.now();
 const step = name => {
   result.steps.push({ name, t: (Date.now() - t0) / 1000 });
@@ -65,6 +65,45 @@ async function sliceState() {
   });
 }
 
+// The labelmap the viewer holds, per source image (SOP Instance UID -> base64 of rows*cols
+// uint8 labels), read from cornerstone's cache through the plugin's own accessor.
+async function viewerLabels() {
+  return page.evaluate(async () => {
+    const { _debug } = await import('/plugins/lgenode/extension-lge-review.js');
+    const st = _debug.store.get();
+    const labels = _debug.currentLabels(st.seg.segmentationId);
+    const b64 = arr => {
+      let s = '';
+      for (let i = 0; i < arr.length; i += 8192) s += String.fromCharCode.apply(null, arr.subarray(i, i + 8192));
+      return btoa(s);
+    };
+    const out = {};
+    for (const [key, arr] of labels) out[key.split('|')[0]] = b64(arr);
+    return { segSopInstanceUID: st.seg.SOPInstanceUID, labels: out };
+  });
+}
+
+function dumpLabels(tag, dump) {
+  // kept outside the artefacts: derived from research data that must not be published
+  const dir = path.join(params.workDir, 'viewer-labels', tag);
+  mkdirSync(dir, { recursive: true });
+  for (const [sop, b64] of Object.entries(dump.labels)) writeFileSync(path.join(dir, `${sop}.u8`), Buffer.from(b64, 'base64'));
+  writeFileSync(path.join(dir, 'seg.json'), JSON.stringify({ segSopInstanceUID: dump.segSopInstanceUID, n: Object.keys(dump.labels).length }));
+  result.labelDumps[tag] = { dir, segSopInstanceUID: dump.segSopInstanceUID, images: Object.keys(dump.labels).length };
+}
+
+const saveDisabled = () => page.locator('[data-testid="lge-save"]').isDisabled();
+
+// Save with no edit, through the command the button runs (the button itself is disabled).
+async function noEditSave() {
+  return page.evaluate(async reviewerName => {
+    const { _debug } = await import('/plugins/lgenode/extension-lge-review.js');
+    const returned = await window.commandsManager.runCommand('lgeReviewSaveSeg', { reviewer: reviewerName });
+    const st = _debug.store.get();
+    return { returned: returned ?? null, message: st.message?.text ?? null, guard: st.lastGuard && { ok: st.lastGuard.ok, changedPixels: st.lastGuard.changedPixels } };
+  }, reviewer);
+}
+
 // Wait until the panel shows a SEG (version `version` when given) with its report's numbers and
 // the segmentation is on the viewport; return what the panel shows and the store's choice.
 async function readPanel(version = null) {
@@ -78,6 +117,14 @@ async function readPanel(version = null) {
     const s = window.services;
     const vpId = s?.viewportGridService.getActiveViewportId();
     return vpId && (s.segmentationService.getSegmentationRepresentations(vpId) ?? []).length > 0;
+  });
+  // ...and the plugin has written its decode of that SEG into the labelmap
+  await page.evaluate(async () => { window.__lgeReview = await import('/plugins/lgenode/extension-lge-review.js'); });
+  await page.waitForFunction(() => {
+    const { store, loadedSegs } = window.__lgeReview._debug;
+    const st = store.get();
+    const entry = st.seg && loadedSegs.get(st.seg.segmentationId);
+    return !!entry && !entry.busy && !st.busy;
   });
   await page.waitForTimeout(1500); // let the overlay render
   return page.evaluate(async () => {
@@ -112,22 +159,37 @@ async function findSeries(description) {
 
 const count = arr => arr.reduce((a, v) => a + (v ? 1 : 0), 0);
 
-try {
+// The full review flow (run_e2e.py).
+async function reviewFlow() {
+  for (const extra of params.extraStudies ?? []) {
+    step(`open ${extra.name}: the viewer's labelmap vs the SEG`);
+    await openStudy(extra.study);
+    const panel = await readPanel();
+    await shot(`01-${extra.name}-opened`);
+    dumpLabels(extra.name, await viewerLabels());
+    const entry = { name: extra.name, panel, saveDisabledBeforeEdit: await saveDisabled() };
+    entry.noEditSave = await noEditSave();
+    await shot(`01-${extra.name}-no-edit-save-refused`);
+    result.extra.push(entry);
+  }
+
   step('open study in the mode');
-  await page.goto(`${url}/lge-review?StudyInstanceUIDs=${study}`);
-  const banner = page.locator('[data-cy="confirm-and-hide-button"]');
-  await page.locator('[data-testid="lge-panel"]').waitFor();
-  if (await banner.isVisible().catch(() => false)) await banner.click();
+  await openStudy(study);
 
   step('wait for the SR numbers and the AI SEG');
   result.panel = await readPanel();
   await shot('01-opened-panel-and-ai-seg');
+  dumpLabels('opened', await viewerLabels());
+  await page.locator('[data-testid="lge-reviewer"]').fill(params.reviewerTyped ?? reviewer);
+  result.saveDisabledBeforeEdit = await saveDisabled();
+  result.noEditSave = await noEditSave();
+  await shot('01b-no-edit-save-refused');
 
   step('brush infarct into myocardium');
   // choose the slice with the most normal (non-infarct) myocardium
   const before = await sliceState();
   result.before = { sop: before.sop, counts: Object.fromEntries(Object.entries(before.masks).map(([k, v]) => [k, count(v)])) };
-  await page.locator('[data-cy="Brush-btn"]').click();
+  await page.locator('[data-cy="Brush-btn"]').click({ timeout: 60000 });
   await page.waitForTimeout(500);
   await page.evaluate(() => {
     // a small brush so the edit stays inside the wall (radius in mm)
@@ -203,17 +265,24 @@ try {
     segment3Added: changed[3].filter(([, v]) => v === 1).map(([i]) => i),
   };
   if (!result.edit.segment3Added.length) throw new Error('the brush stroke changed no infarct pixel');
+  result.saveDisabledAfterEdit = await saveDisabled();
   await shot('02-after-brush-edit');
 
   step('save as a new SEG version');
-  await page.locator('[data-testid="lge-reviewer"]').fill(reviewer);
   await page.locator('[data-testid="lge-comment"]').fill(comment);
   await page.locator('[data-testid="lge-save"]').click();
-  await page.waitForFunction(() => /Saved|failed/.test(document.querySelector('[data-testid="lge-message"]')?.textContent ?? ''));
+  await page.waitForFunction(() => /Saved|failed|refused|not done/.test(document.querySelector('[data-testid="lge-message"]')?.textContent ?? ''));
   result.saveMessage = await page.locator('[data-testid="lge-message"]').innerText();
   result.lastSaved = await page.evaluate(async () => (await import('/plugins/lgenode/extension-lge-review.js'))._debug.store.get().lastSaved);
   if (!result.lastSaved) throw new Error(`save failed: ${result.saveMessage}`);
-  await shot('03-saved-new-seg-version');
+  // right after Save: v2 on screen, its numbers pending, v1's numbers gone
+  result.afterSave = await page.evaluate(() => ({
+    pending: document.querySelector('[data-testid="lge-numbers-pending"]')?.innerText ?? null,
+    numbersShown: !!document.querySelector('[data-testid="lge-numbers"]'),
+    segInfo: document.querySelector('[data-testid="lge-seg-info"]')?.innerText ?? null,
+    saveDisabled: document.querySelector('[data-testid="lge-save"]')?.disabled ?? null,
+  }));
+  await shot('03-saved-v2-numbers-pending');
 
   step('accept with comment');
   await page.locator('[data-testid="lge-accept"]').click();
@@ -224,13 +293,13 @@ try {
   await page.locator('[data-testid="lge-panel"]').screenshot({ path: path.join(artifacts, 'panel.png') });
   result.screenshots.push(path.join(artifacts, 'panel.png'));
 
-  step('wait for the node to re-measure the saved SEG (SR in the PACS)');
-  const deadline = Date.now() + (params.remeasureTimeoutMs ?? 90000);
-  let reviewedSr = null;
-  while (!(reviewedSr = await findSeries(reviewedSrDescription))) {
-    if (Date.now() > deadline) throw new Error(`no SR "${reviewedSrDescription}" in the PACS in time`);
-    await new Promise(r => setTimeout(r, 1000));
-  }
+  step('the panel replaces "being computed" by v2\'s numbers when the node\'s SR arrives (no reload)');
+  await page.waitForFunction(v => document.querySelector('[data-testid="lge-numbers"]')?.getAttribute('data-version') === String(v),
+    result.lastSaved.version, { timeout: params.remeasureTimeoutMs ?? 90000 });
+  result.panelAfterSave = await readPanel(result.lastSaved.version);
+  await shot('04b-v2-numbers-arrived');
+  const reviewedSr = await findSeries(reviewedSrDescription);
+  if (!reviewedSr) throw new Error(`no SR "${reviewedSrDescription}" in the PACS`);
   result.reviewedSrSeriesUID = reviewedSr['0020000E']?.Value?.[0] ?? null;
 
   step('reload: the edited version with the node\'s new numbers');
@@ -239,9 +308,10 @@ try {
   if (await banner.isVisible().catch(() => false)) await banner.click();
   result.panelAfter = await readPanel(result.lastSaved.version);
   await shot('05-reloaded-edited-version-remeasured');
+  dumpLabels('reloaded', await viewerLabels());
 
   step('reject with comment');
-  await page.locator('[data-testid="lge-reviewer"]').fill(reviewer);
+  await page.locator('[data-testid="lge-reviewer"]').fill(params.reviewerTyped ?? reviewer);
   await page.locator('[data-testid="lge-comment"]').fill(rejectComment);
   await page.locator('[data-testid="lge-reject"]').click();
   await page.waitForFunction(() => /REJECTED/.test(document.querySelector('[data-testid="lge-status"]')?.textContent ?? ''));
@@ -249,6 +319,41 @@ try {
   result.nodeLineAfterReject = await page.locator('[data-testid="lge-node"]').innerText();
   await shot('06-rejected');
   result.ok = true;
+}
+
+const banner = page.locator('[data-cy="confirm-and-hide-button"]');
+async function openStudy(uid) {
+  await page.goto(`${url}/lge-review?StudyInstanceUIDs=${uid}`);
+  await page.locator('[data-testid="lge-panel"]').waitFor();
+  if (await banner.isVisible().catch(() => false)) await banner.click();
+}
+
+try {
+  step('study list (the mode button)');
+  await page.goto(`${url}/`);
+  const row = page.locator(`text=${params.studyListHint ?? 'LGE'}`).first();
+  await row.waitFor({ timeout: 30000 }).catch(() => {});
+  await row.click({ timeout: 5000 }).catch(() => {}); // select the study: its modes appear
+  await page.waitForTimeout(1500);
+  result.modeButton = await page.locator('text=/LGE review/').first().evaluate(el => ({
+    text: el.innerText, clipped: el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1,
+  })).catch(e => ({ error: String(e).slice(0, 200) }));
+  await shot('00-study-list');
+
+  if (params.dumpOnly) {
+    // compare_all_cases.py: open each study, keep the viewer's labelmap, nothing else
+    for (const extra of params.extraStudies ?? []) {
+      step(`open ${extra.name}`);
+      await openStudy(extra.study);
+      result.extra.push({ name: extra.name, panel: await readPanel() });
+      await shot(`case-${extra.name}`);
+      dumpLabels(extra.name, await viewerLabels());
+    }
+    result.ok = true;
+  } else {
+    await reviewFlow();
+  }
+
 } catch (e) {
   result.ok = false;
   result.error = String(e?.stack ?? e);

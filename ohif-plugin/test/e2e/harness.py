@@ -179,9 +179,11 @@ class Node:
         self.service.stop()
 
 
-def start_node(workdir: Path, dicom_port: int, pacs: Any, weights: Path, log_file: Path) -> Node:
+def start_node(workdir: Path, dicom_port: int, pacs: Any, weights: Path, log_file: Path,
+               overrides: dict | None = None) -> Node:
     """NodeService with its SCP on ``dicom_port`` (accepting the PACS), the API on, results by
-    STOW-RS to the PACS. Short idle/poll times keep the test quick."""
+    STOW-RS to the PACS. Short idle/poll times keep the test quick. ``overrides``: top-level
+    config sections merged into the test's configuration (e.g. ``{"selection": {...}}``)."""
     from node.config import NodeConfig
     from node.service import NodeService
 
@@ -194,7 +196,7 @@ def start_node(workdir: Path, dicom_port: int, pacs: Any, weights: Path, log_fil
     node_logger.propagate = False
 
     api_port = free_port()
-    cfg = NodeConfig.model_validate({
+    raw: dict[str, Any] = {
         "dicom": {"ae_title": NODE_AE, "port": dicom_port,
                   "allowed_peers": [{"ae_title": pacs.aet, "host": "127.0.0.1"}]},
         "storage": {"root": str(workdir / "store"), "min_free_mb": 1},
@@ -208,7 +210,10 @@ def start_node(workdir: Path, dicom_port: int, pacs: Any, weights: Path, log_fil
                                        "key_sha256": hashlib.sha256(NODE_API_KEY.encode()).hexdigest()}]}},
         "audit": {"path": str(workdir / "audit.jsonl")},
         "destinations": [{"type": "stow", "name": "pacs", "url": pacs.dicomweb_url}],
-    })
+    }
+    for section, values in (overrides or {}).items():
+        raw[section] = {**raw.get(section, {}), **values}
+    cfg = NodeConfig.model_validate(raw)
     service = NodeService(cfg)
     service.start()
     node = Node(service, dicom_port, api_port)

@@ -48,6 +48,7 @@ from dicomweb_client.api import DICOMwebClient  # noqa: E402
 
 from harness import ViewerServer, free_port, resolve_weights, start_node, start_pacs, wait_for  # noqa: E402
 from inspect_seg import dciodvfy_errors, inspect  # noqa: E402
+from labelcheck import compare, read_viewer_labels  # noqa: E402
 
 if TYPE_CHECKING:
     from node.encode.readback import SrValues
@@ -56,8 +57,11 @@ log = logging.getLogger("e2e")
 
 SKIPPED = 77
 CASE = "Case3001"
-MATRIX = 192  # in-plane matrix of the LGE series (the browser part scales with it)
-REVIEWER = "Doe^Jane"
+MATRIX = None  # native in-plane matrix: 482 x 478 for Case3001, frames NOT byte-aligned (issue 12)
+# A second study, opened, compared and checked for the no-edit Save only: an odd x odd matrix.
+EXTRA = [("odd-191x187", "Case3002", (191, 187))]
+REVIEWER_TYPED = "Jane Doe"  # what the reader types in "Reviewer name"
+REVIEWER = "Doe^Jane"  # ... as a DICOM PN in the SEG and the review record
 COMMENT = "Extended the infarct into the wall (e2e)"
 REJECT_COMMENT = "On second look the extension is not convincing (e2e)"
 NESTING = [(4, 3), (3, 2)]  # inner, outer (node/encode/seg.py: the segments nest)
@@ -200,11 +204,20 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
         node_port = free_port()
         pacs = start_pacs(work / "pacs", node_port)
         node = start_node(work / "node", node_port, pacs, weights, work / "node.log")
+        client = DICOMwebClient(pacs.dicomweb_url)
+        extras = []
+        for name, extra_case, matrix in EXTRA:
+            ex = dicomize_case(extra_case, work / name, matrix=matrix, seed=11, with_cine=False)
+            ex_lge = [pydicom.dcmread(f) for f in ex.lge_files]
+            client.store_instances(ex_lge)
+            extras.append({"name": name, "case": extra_case, "study": str(ex_lge[0].StudyInstanceUID),
+                           "series": str(ex_lge[0].SeriesInstanceUID),
+                           "sources": [str(d.SOPInstanceUID) for d in ex_lge]})
         case = dicomize_case(CASE, work / "study", matrix=MATRIX, seed=7, with_cine=False)
         lge = [pydicom.dcmread(f) for f in case.lge_files]
         study_uid, lge_series_uid = str(lge[0].StudyInstanceUID), str(lge[0].SeriesInstanceUID)
         sources = [str(ds.SOPInstanceUID) for ds in lge]
-        client = DICOMwebClient(pacs.dicomweb_url)
+        result["matrix"] = [int(lge[0].Rows), int(lge[0].Columns)]
         client.store_instances(lge)
         t = lap("setup", t)
 
@@ -214,7 +227,7 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
                 raise RuntimeError(f"the node's job failed: {jobs[0]['reason']}")
             return jobs[0] if jobs and jobs[0]["state"] == "done" else None
 
-        job = wait_for(segment_job, 180, "the node's segment job of the LGE series")
+        job = wait_for(segment_job, 300, "the node's segment job of the LGE series")
         objects = {o["kind"]: o for o in job["result"]["objects"]}
         wanted = {objects[k]["sop_instance_uid"] for k in ("seg", "sr", "pdf")}
         in_pacs = wait_for(lambda: (found := instances_in(client, study_uid)) and wanted <= set(found) and found, 60,
@@ -225,6 +238,17 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
         classes = {k: in_pacs[objects[k]["sop_instance_uid"]]["class"] for k in ("seg", "sr", "pdf")}
         checks.check("node's SEG, SR and PDF are in the PACS", classes == {"seg": SEG_CLASS, "sr": SR_CLASS, "pdf": PDF_CLASS},
                      classes)
+
+        for ex in extras:
+            def ex_job(ex: dict = ex) -> dict | None:
+                jobs = node.api(f"/api/jobs?study_uid={ex['study']}&series_uid={ex['series']}")
+                if jobs and jobs[0]["state"] == "failed":
+                    raise RuntimeError(f"the node's job failed: {jobs[0]['reason']}")
+                return jobs[0] if jobs and jobs[0]["state"] == "done" else None
+            ex_objects = {o["kind"]: o for o in wait_for(ex_job, 240, f"the node's job of {ex['name']}")["result"]["objects"]}
+            ex["seg"] = ex_objects["seg"]
+            wait_for(lambda ex=ex: ex["seg"]["sop_instance_uid"] in instances_in(client, ex["study"]), 60,
+                     f"the SEG of {ex['name']} in the PACS")
 
         ai_seg = client.retrieve_instance(study_uid, objects["seg"]["series_uid"], objects["seg"]["sop_instance_uid"])
         ai_sr = client.retrieve_instance(study_uid, objects["sr"]["series_uid"], objects["sr"]["sop_instance_uid"])
@@ -242,7 +266,9 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
 
         # ---- viewer + browser
         viewer = ViewerServer(PLUGIN, pacs.dicomweb_url, node.api_url, work).start()
-        params = {"url": viewer.url, "study": study_uid, "artifacts": str(artifacts), "reviewer": REVIEWER,
+        params = {"url": viewer.url, "study": study_uid, "artifacts": str(artifacts), "workDir": str(work),
+                  "extraStudies": [{"name": ex["name"], "study": ex["study"]} for ex in extras], "reviewer": REVIEWER,
+                  "reviewerTyped": REVIEWER_TYPED, "studyListHint": CASE,
                   "comment": COMMENT, "rejectComment": REJECT_COMMENT, "reviewedSrDescription": SR_DESCRIPTION,
                   "timeoutMs": browser_timeout * 1000, "remeasureTimeoutMs": 90_000}
         (work / "params.json").write_text(json.dumps(params))
@@ -254,7 +280,40 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
         result["browser"] = {k: browser.get(k) for k in ("ok", "error", "steps", "panel", "panelAfter", "target",
                                                            "lastSaved", "saveMessage", "statusAfterAccept",
                                                            "statusAfterReject", "nodeLine", "nodeLineAfterReject",
-                                                           "elapsed_s")}
+                                                           "saveDisabledBeforeEdit", "saveDisabledAfterEdit",
+                                                           "noEditSave", "afterSave", "panelAfterSave", "extra",
+                                                           "labelDumps", "modeButton", "console", "elapsed_s")}
+        checks.check("study list: the mode button label is not cut off",
+                     "LGE review" in ((browser.get("modeButton") or {}).get("text") or "")
+                     and (browser.get("modeButton") or {}).get("clipped") is False, browser.get("modeButton"))
+
+        # ---- the viewer's labelmap = pydicom/highdicom's decode of the SEG, every frame
+        def label_check(tag: str, seg_ds: pydicom.Dataset, srcs: list[str], what: str) -> None:
+            dump = (browser.get("labelDumps") or {}).get(tag)
+            if not checks.check(f"{what}: the viewer's labelmap was read", bool(dump), tag):
+                return
+            viewer_labels = read_viewer_labels(Path(dump["dir"]), srcs, int(seg_ds.Rows), int(seg_ds.Columns))
+            cmp = compare(seg_ds, viewer_labels, srcs)
+            result.setdefault("label_checks", {})[tag] = cmp
+            checks.check(f"{what}: viewer labelmap = pydicom decode on every frame "
+                         f"({cmp['rows']}x{cmp['columns']}, {cmp['frames_compared']} frames)",
+                         dump["segSopInstanceUID"] == str(seg_ds.SOPInstanceUID) and cmp["differing_pixels"] == 0
+                         and cmp["frames_compared"] == len(srcs) * len(seg_ds.SegmentSequence), cmp)
+
+        label_check("opened", ai_seg, sources, f"{CASE} AI SEG")
+        for ex, shown in zip(extras, browser.get("extra") or []):
+            ex_seg = client.retrieve_instance(ex["study"], ex["seg"]["series_uid"], ex["seg"]["sop_instance_uid"])
+            label_check(ex["name"], ex_seg, ex["sources"], f"{ex['name']} ({ex['case']}) AI SEG")
+            checks.check(f"{ex['name']}: Save disabled without an edit", shown.get("saveDisabledBeforeEdit") is True)
+            nes = shown.get("noEditSave") or {}
+            checks.check(f"{ex['name']}: a no-edit Save is refused", nes.get("returned") is None
+                         and "nothing to save" in (nes.get("message") or ""), nes)
+            segs_now = [i for i in instances_in(client, ex["study"]).values() if i["class"] == SEG_CLASS]
+            checks.check(f"{ex['name']}: no SEG was written by the refused save", len(segs_now) == 1, len(segs_now))
+        checks.check("Save disabled before any edit", browser.get("saveDisabledBeforeEdit") is True)
+        nes = browser.get("noEditSave") or {}
+        checks.check("a no-edit Save is refused (nothing written)", nes.get("returned") is None
+                     and "nothing to save" in (nes.get("message") or ""), nes)
         panel = browser.get("panel")
         if panel:  # checked even when a later step failed
             check_panel(checks, panel, ai_values, algorithm, "opened")
@@ -265,6 +324,11 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
             checks.check("opened: panel found the node's job", panel["jobId"] == job["id"], panel["node"])
         if not checks.check("browser flow completed", browser.get("ok"), browser.get("error")):
             return 1
+        checks.check("Save enabled after the brush edit", browser.get("saveDisabledAfterEdit") is False)
+        after_save = browser.get("afterSave") or {}
+        checks.check("after Save: v2 on screen, its numbers 'being computed', v1's numbers not shown",
+                     " v2" in (after_save.get("segInfo") or "") and "v2" in (after_save.get("pending") or "")
+                     and after_save.get("numbersShown") is False and after_save.get("saveDisabled") is True, after_save)
 
         # ---- the saved SEG in the PACS
         saved = browser["lastSaved"]
@@ -357,6 +421,11 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
             checks.check("re-measured infarct = node's infarct + the painted voxels",
                          abs(delta - n_added * voxel_ml) < 1e-6, {"delta_ml": delta, "painted_ml": n_added * voxel_ml})
             result["remeasured"] = {"sr_values": new_values.structures, "sr_series_number": int(new_sr.SeriesNumber)}
+            # without reload, the panel replaced "being computed" by these numbers
+            check_panel(checks, browser["panelAfterSave"], new_values, algorithm, "after save (no reload)")
+            checks.check("after save (no reload): panel shows the re-measured SR of the saved SEG",
+                         browser["panelAfterSave"]["reportSopInstanceUID"] == new_sr_ref["sop_instance_uid"]
+                         and browser["panelAfterSave"]["reportMatchesSeg"], browser["panelAfterSave"].get("reportSopInstanceUID"))
             # after reload the panel opens the saved version with these numbers
             after = browser["panelAfter"]
             check_panel(checks, after, new_values, algorithm, "reloaded")
@@ -366,8 +435,10 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
                          and after["reportMatchesSeg"],
                          {k: after[k] for k in ("segSopInstanceUID", "reportSopInstanceUID", "reportMatchesSeg")})
             checks.check("reloaded: panel names the version and the reviewer",
-                         " v2" in (after["segInfo"] or "") and "edited by Doe, Jane" in (after["segInfo"] or ""),
+                         " v2" in (after["segInfo"] or "") and "edited by Jane Doe" in (after["segInfo"] or ""),
                          after["segInfo"])
+
+            label_check("reloaded", ds, sources, "saved v2 SEG reopened from the PACS")
 
         # the node's own AI SEG, routed back by the PACS with every SEG series, makes no job
         ai_seg_series = objects["seg"]["series_uid"]
@@ -424,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", help="model weights folder for the node (default: $LGENODE_TEST_WEIGHTS, "
                                      "then the node's default weights)")
     p.add_argument("--keep", action="store_true", help="keep the temporary work folder")
-    p.add_argument("--browser-timeout", type=int, default=240, help="seconds for the browser part")
+    p.add_argument("--browser-timeout", type=int, default=420, help="seconds for the browser part")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("highdicom", "dicomweb_client", "pynetdicom", "apscheduler", "alembic"):

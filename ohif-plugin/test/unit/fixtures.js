@@ -11,15 +11,16 @@ export const repoDir = path.resolve(pluginDir, '..');
 export const fixtureDir = process.env.LGE_FIXTURES ?? path.join(pluginDir, '.fixtures/synthetic');
 export const outDir = path.join(pluginDir, '.fixtures/unit-out');
 
-export function loadFixtures() {
-  if (!existsSync(path.join(fixtureDir, 'manifest.json'))) {
-    throw new Error(`no fixtures in ${fixtureDir}: run "npm test" (it generates them first)`);
+export function loadFixtures(dir = fixtureDir) {
+  if (!existsSync(path.join(dir, 'manifest.json'))) {
+    throw new Error(`no fixtures in ${dir}: run "npm test" (it generates them first)`);
   }
-  const read = f => readFileSync(path.join(fixtureDir, f));
+  const read = f => readFileSync(path.join(dir, f));
   const manifest = JSON.parse(read('manifest.json'));
   const labels = new Uint8Array(read('labels.u8'));
   const toArrayBuffer = b => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
   return {
+    dir,
     manifest,
     labels,
     segJson: JSON.parse(read('seg_ai.json')),

@@ -5,7 +5,9 @@ import React from 'react';
 import { renderToStaticMarkup } from 'react-dom/server';
 import { bullseyeSegments, transmuralityColor } from '../../src/lib/bullseye.js';
 import { pickLatestSeg, pickReportForSeg } from '../../src/lib/segSelect.js';
-import { reviewClient } from '../../src/lib/reviewApi.js';
+import { errorKind, reviewClient } from '../../src/lib/reviewApi.js';
+import { nodeAuthHeaders } from '../../src/extension/ohifData.js';
+import { shownFigures } from '../../src/extension/commands.js';
 import { fromChunkRuntime, getHostReact, _resetHostReactCache } from '../../src/extension/hostReact.js';
 import { makePanelView } from '../../src/extension/panel.js';
 import { parseLgeReport } from '../../src/lib/srParse.js';
@@ -155,6 +157,7 @@ describe('mode', () => {
     const m = deriveModeInstance(base, { autoLoad, extensionUrl: 'http://x/plugins/lgenode/extension-lge-review.js' });
     expect(m.id).toBe(MODE_ID);
     expect(m.routeName).toBe('lge-review');
+    expect(m.displayName.length).toBeLessThanOrEqual(12); // the study list's mode button cuts longer labels
     expect(m.hangingProtocol).toBe(HP_ID);
     expect(m.routes[0].layoutInstance.props.rightPanels).toEqual([[PANEL_ID, '@ohif/extension-cornerstone.panelModule.panelSegmentationWithToolsLabelMap']]);
     expect(m.routes[0].layoutTemplate()).toBe(m.routes[0].layoutInstance);
@@ -167,5 +170,95 @@ describe('mode', () => {
     m.onModeExit({});
     expect(unsub).toHaveBeenCalled();
     expect(base.onModeExit).toHaveBeenCalled();
+  });
+});
+
+describe('node API: authorisation and errors', () => {
+  const services = header => ({ services: { userAuthenticationService: { getAuthorizationHeader: () => header } } });
+  it('sends OHIF\'s Authorization header, else Bearer lgeReview.apiToken, else nothing', () => {
+    expect(nodeAuthHeaders(services({ Authorization: 'Bearer jwt' }), 'key')).toEqual({ Authorization: 'Bearer jwt' });
+    expect(nodeAuthHeaders(services(undefined), 'key')).toEqual({ Authorization: 'Bearer key' });
+    expect(nodeAuthHeaders({ services: {} }, null)).toEqual({});
+  });
+  it('passes the headers on every call', async () => {
+    const fetchFn = vi.fn(async () => new Response('[]', { status: 200 }));
+    await reviewClient({ nodeUrl: '/lgenode', fetchFn, headers: { Authorization: 'Bearer key' } }).jobsForSeries({ seriesInstanceUID: 'A' });
+    expect(fetchFn.mock.calls[0][1].headers.Authorization).toBe('Bearer key');
+  });
+  it('tells "not authorised" from "unreachable"', async () => {
+    for (const [status, kind] of [[401, 'unauthorised'], [403, 'unauthorised'], [502, 'unreachable'], [504, 'unreachable'], [500, 'error']]) {
+      const fetchFn = vi.fn(async () => new Response('{"detail":"x"}', { status }));
+      const err = await reviewClient({ nodeUrl: '/n', fetchFn }).jobsForSeries({}).catch(e => e);
+      expect(errorKind(err), String(status)).toBe(kind);
+    }
+    const down = vi.fn(async () => { throw new TypeError('Failed to fetch'); });
+    const err = await reviewClient({ nodeUrl: '/n', fetchFn: down }).jobsForSeries({}).catch(e => e);
+    expect(errorKind(err)).toBe('unreachable');
+    expect(err.message).toMatch(/did not answer/);
+  });
+});
+
+describe('panel view: review UX and version-true numbers', () => {
+  const fx = loadFixtures();
+  const report = parseLgeReport(fx.srJson);
+  const View = makePanelView(React);
+  const seg = { SeriesDescription: 'LGE AI segmentation (research use only)', SeriesNumber: 1201, version: 1,
+    provenance: { contentCreator: '', segments: [{ number: 3, label: 'Myocardial infarction', rgb: [230, 50, 50] }, { number: 4, label: 'Microvascular obstruction', rgb: [40, 200, 90] }] } };
+  const base = { seg, report, reportMatchesSeg: true, job: { id: 4 }, review: null, busy: null, message: null, lastSaved: null, dirty: false };
+  const render = (patch = {}, form = { reviewer: 'Jane Doe', comment: '' }) => renderToStaticMarkup(React.createElement(View, {
+    model: { ...base, ...patch }, form, onForm() {}, onAccept() {}, onReject() {}, onSave() {}, onReload() {} }));
+  const saveButton = html => /<button[^>]*data-testid="lge-save"[^>]*>/.exec(html)[0];
+
+  it('disables Save until the segmentation was edited', () => {
+    expect(saveButton(render())).toContain('disabled');
+    expect(render()).toContain('Save is available after you edit the segmentation.');
+    expect(saveButton(render({ dirty: true }))).not.toContain('disabled');
+    expect(saveButton(render({ dirty: true }, { reviewer: '', comment: '' }))).toContain('disabled');
+  });
+  it('never shows another version\'s numbers: pending after Save, then the new SR', () => {
+    const saved = { ...seg, version: 2, SeriesDescription: `${seg.SeriesDescription} v2` };
+    const pending = render({ seg: saved, report: null, reportMatchesSeg: false, reportPending: true });
+    expect(pending).toContain('Measurements of v2 are being computed by the node');
+    expect(pending).not.toContain('data-testid="lge-numbers"');
+    expect(pending).not.toContain('data-testid="lge-bullseye"');
+    // an SR of another version (v1) is not shown under v2
+    const stale = render({ seg: saved, report, reportMatchesSeg: false, reportPending: true });
+    expect(stale).not.toContain(report.summary.lvCavityMl.toFixed(1));
+    const arrived = render({ seg: saved, report, reportMatchesSeg: true, reportPending: false });
+    expect(arrived).toContain('data-version="2"');
+    expect(arrived).toContain(report.summary.lvCavityMl.toFixed(1));
+  });
+  it('names the node\'s state in the badge instead of "NOT REVIEWED"', () => {
+    expect(render({ job: null, nodeErrorKind: 'unreachable', nodeError: 'listing jobs: the node did not answer' })).toContain('NODE UNREACHABLE');
+    const denied = render({ job: null, nodeErrorKind: 'unauthorised', nodeError: 'HTTP 401' });
+    expect(denied).toContain('NOT AUTHORISED');
+    expect(denied).not.toContain('NOT REVIEWED');
+    expect(render()).toContain('NOT REVIEWED');
+  });
+  it('draws a readable bullseye: numbers, walls, "not covered" apart from 0 %, count over covered segments', () => {
+    const aha = report.aha.map(a => (a.number >= 13 ? { ...a, covered: false, meanTransmurality: null } : { ...a, meanTransmurality: a.number === 1 ? 0 : 80 }));
+    const html = render({ report: { ...report, aha, summary: { ...report.summary, nTransmuralSegments: 11 } } });
+    for (const wall of ['Anterior', 'Inferior', 'Septal', 'Lateral']) expect(html).toContain(`>${wall}<`);
+    expect(html).toMatch(/data-testid="lge-aha-1"[^>]*>0%</);
+    expect(html).toMatch(/data-testid="lge-aha-13"[^>]*>n\/c</);
+    expect((html.match(/data-covered="no"/g) ?? []).length).toBe(5);
+    expect(/data-segment="13"[^>]*fill="url\(#lge-not-covered\)"|fill="url\(#lge-not-covered\)"[^>]*data-segment="13"/.test(html)).toBe(true);
+    expect(html).toContain('/ 12 covered');
+    expect(html).toContain('n/c = not covered by the slices');
+    expect(/<svg[^>]*data-testid="lge-bullseye"[^>]*/.exec(html)[0]).toMatch(/width="300"/);
+  });
+  it('uses plain words: "Reviewer name", names as written, overlay colours', () => {
+    const html = render({ review: { decision: 'accepted', reviewer: 'Doe^Jane' } });
+    expect(html).toContain('Reviewer name');
+    expect(html).not.toContain('Family^Given');
+    expect(html).toContain('accepted by Jane Doe');
+    expect(html).toContain('Microvascular obstruction');
+    expect(html).toContain('rgb(40,200,90)');
+  });
+  it('records the figures on screen with a decision', () => {
+    const f = shownFigures(report);
+    expect(f.lv_cavity_ml).toBe(report.summary.lvCavityMl);
+    expect(f.covered_segments).toBe(report.aha.filter(a => a.covered).length);
+    expect(shownFigures(null)).toBeNull();
   });
 });
