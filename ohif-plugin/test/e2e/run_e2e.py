@@ -182,7 +182,7 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
         log.warning("SKIPPED: missing %s", "; ".join(missing))
         return SKIPPED
     from node.encode.readback import seg_volumes_ml, sr_values
-    from node.infer.remeasure import SR_DESCRIPTION
+    from node.encode.stage import REVIEWED_SR_DESCRIPTION as SR_DESCRIPTION  # (moved from node.infer.remeasure)
     from pipeline.datasets.dicomize import dicomize_case
 
     artifacts.mkdir(parents=True, exist_ok=True)
