@@ -41,8 +41,13 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# config/node.yaml's API key (local-admin) comes from LGENODE_API_KEY; without one, a random key
+# is made once in var/api-key (mode 600).
 run: setup
-	$(VENV)/bin/lgenode serve --config config/node.yaml
+	@mkdir -p var; [ -n "$$LGENODE_API_KEY" ] || [ -s var/api-key ] || \
+	  (umask 077; $(PY) -c "import secrets; print(secrets.token_urlsafe(32))" > var/api-key)
+	@[ -n "$$LGENODE_API_KEY" ] || echo "node API key: var/api-key (send 'Authorization: Bearer <key>')"
+	LGENODE_API_KEY="$${LGENODE_API_KEY:-$$(cat var/api-key 2>/dev/null)}" $(VENV)/bin/lgenode serve --config config/node.yaml
 
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -27,13 +27,17 @@ def _load(config: Path | None):  # type: ignore[no-untyped-def]
 
 def serve(config: ConfigOpt = None) -> None:
     """Run the node: DICOM SCP, series sweeps, job workers and the HTTP API."""
+    from node.config import ConfigError
     from node.logs import setup_logging
     from node.service import NodeService
 
     cfg = _load(config)
     setup_logging(cfg.logging.level, cfg.logging.format)
     try:
-        NodeService(cfg).run_forever()
+        NodeService(cfg, config_path=config).run_forever()
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except OSError as exc:
         typer.echo(f"error: cannot start the node: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -163,8 +167,18 @@ config_app = typer.Typer(no_args_is_help=True, help="Check or show the node conf
 
 @config_app.command("check")
 def config_check(config: ConfigOpt = None) -> None:
-    """Validate a configuration file; exits non-zero naming each bad key."""
+    """Validate a configuration file; exits non-zero naming each bad key. Insecure settings
+    (an open API, no TLS on a network address, ...) are printed as warnings."""
+    from node.security.checks import check_security
+
     cfg = _load(config)
+    errors, warnings = check_security(cfg)
+    for w in warnings:
+        typer.echo(f"WARNING: {w}", err=True)
+    if errors:
+        for e in errors:
+            typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
     typer.echo(f"ok: {config or 'embedded defaults'} (AE {cfg.dicom.ae_title} on {cfg.dicom.bind_address}:{cfg.dicom.port}, "
                f"database {cfg.database_url.split('://')[0]})")
 

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from node.security.settings import AuditConfig, AuthConfig, TlsClientConfig, TlsServerConfig, is_loopback
 
 AE_TITLE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # DICOM AE VR: no backslash, no control chars
 ENV_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -81,6 +83,7 @@ class DicomConfig(_Strict):
     network_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     acse_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     dimse_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    tls: TlsServerConfig = Field(default_factory=TlsServerConfig)  # DICOM TLS on this port (BCP 195)
 
     _ae = field_validator("ae_title")(classmethod(lambda cls, v: _check_ae(v)))
 
@@ -170,6 +173,7 @@ class CStoreDestinationConfig(_Strict):
     ae_title: str
     calling_ae_title: str | None = None  # default: dicom.ae_title
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    tls: TlsClientConfig = Field(default_factory=TlsClientConfig)
 
     _ae = field_validator("ae_title")(classmethod(lambda cls, v: _check_ae(v)))
 
@@ -181,8 +185,10 @@ class StowDestinationConfig(_Strict):
     name: str = Field(min_length=1, max_length=64)
     url: str = Field(pattern=r"^https?://")
     # Sent as the Authorization header, e.g. "Bearer ${PACS_TOKEN}" (use an env reference).
-    auth_header: str | None = None
+    auth_header: SecretStr | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    verify_tls: bool = True  # check the https:// server's certificate
+    ca_file: Path | None = None  # CA bundle for that check (default: the system's)
 
 
 DestinationConfig = Annotated[CStoreDestinationConfig | StowDestinationConfig, Field(discriminator="type")]
@@ -208,6 +214,17 @@ class ApiConfig(_Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    tls: TlsServerConfig = Field(default_factory=TlsServerConfig)  # HTTPS
+
+    @model_validator(mode="after")
+    def _no_open_api_on_network(self) -> "ApiConfig":
+        # An unauthenticated API reachable from the network lets anyone read every job and forge
+        # reviews: refused outright rather than warned about.
+        if self.enabled and self.auth.mode == "open" and not is_loopback(self.host):
+            raise ValueError(f"auth.mode is open on host {self.host}: an API without authentication may only "
+                             "listen on a loopback address (configure api_keys or oidc instead)")
+        return self
 
     @field_validator("host")
     @classmethod
@@ -234,6 +251,7 @@ class NodeConfig(_Strict):
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     # Directory that relative paths in this file are resolved against (set by the loader).
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -264,6 +282,11 @@ class NodeConfig(_Strict):
     @property
     def storage_root(self) -> Path:
         return self.resolve(self.storage.root)
+
+    @property
+    def audit_path(self) -> Path:
+        """The audit trail file: audit.path, or audit.jsonl beside the storage root."""
+        return self.resolve(self.audit.path) if self.audit.path else self.storage_root.parent / "audit.jsonl"
 
     @property
     def database_url(self) -> str:

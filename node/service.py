@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -20,6 +21,8 @@ from node.deliver.outbox import Outbox
 from node.job.stages import build_stages
 from node.job.worker import Worker
 from node.receive.scp import StorageSCP
+from node.security import audit as A
+from node.security.startup import api_ssl_factory, build_authenticator, record_config_load, security_warnings
 from node.series.completion import sweep
 from node.store.retention import purge_expired
 
@@ -27,13 +30,20 @@ log = logging.getLogger(__name__)
 
 
 class NodeService:
-    def __init__(self, cfg: NodeConfig) -> None:
+    def __init__(self, cfg: NodeConfig, *, config_path: Path | None = None) -> None:
         self.cfg = cfg
+        # Security first: a missing API key variable or a bad certificate stops the start here.
+        self.authenticator = build_authenticator(cfg) if cfg.api.enabled else None
+        self._api_ssl = api_ssl_factory(cfg) if cfg.api.enabled and cfg.api.tls.enabled else None
+        self.audit = A.open_audit(cfg)
+        record_config_load(self.audit, cfg, config_path)
+        for warning in security_warnings(cfg):
+            log.warning("insecure configuration", extra={"warning": warning})
         self.core: Core = build_core(cfg)
         self.queue = JobQueue(self.core.sessions, lease_seconds=cfg.jobs.lease_seconds,
                               retry_backoff_seconds=cfg.jobs.retry_backoff_seconds)
-        self.scp = StorageSCP(cfg.dicom, self.core.store)
-        self.outbox = Outbox(self.core.sessions, self.core.files.root, cfg)
+        self.scp = StorageSCP(cfg.dicom, self.core.store, audit=self.audit, resolve=cfg.resolve)
+        self.outbox = Outbox(self.core.sessions, self.core.files.root, cfg, audit=self.audit)
         self.stages = build_stages(cfg, self.outbox)
         self.workers = [
             Worker(self.queue, self.core.sessions, self.core.files.root, poll_interval=cfg.jobs.poll_interval_seconds,
@@ -116,6 +126,11 @@ class NodeService:
             w.start()
         if self.cfg.api.enabled:
             self._start_api()
+        self.audit.record(A.APPLICATION_ACTIVITY, types=[A.APPLICATION_START],
+                          participants=[A.participant(self.cfg.dicom.ae_title, requestor=False, role=A.ROLE_APPLICATION)],
+                          dicom_port=self.scp.port, dicom_tls=self.scp.ssl_context is not None,
+                          api_port=self.cfg.api.port if self.cfg.api.enabled else None,
+                          api_tls=self.cfg.api.tls.enabled, api_auth=self.cfg.api.auth.mode)
         log.info("node started", extra={"ae_title": self.cfg.dicom.ae_title, "dicom_port": self.scp.port,
                                         "api_port": self.cfg.api.port if self.cfg.api.enabled else None,
                                         "workers": len(self.workers)})
@@ -127,10 +142,13 @@ class NodeService:
 
         app = create_app(self.core.sessions, self.core.files.root, lambda: self.scp.running,
                          min_free_mb=self.cfg.storage.min_free_mb,
-                         workers=lambda: (sum(w.alive for w in self.workers), len(self.workers)))
+                         workers=lambda: (sum(w.alive for w in self.workers), len(self.workers)),
+                         auth=self.authenticator, audit=self.audit)
         # log_config=None: uvicorn's errors go to our handler (JSON, one line each), not its own text one.
         config = uvicorn.Config(app, host=self.cfg.api.host, port=self.cfg.api.port, log_level="warning",
-                                access_log=False, log_config=None)
+                                access_log=False, log_config=None,
+                                # HTTPS with our context (BCP 195 profile, optional client certificates).
+                                ssl_context_factory=self._api_ssl)
         self._api_server = uvicorn.Server(config)
         self._api_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         threading.Thread(target=self._api_server.run, name="api", daemon=True).start()
@@ -147,6 +165,9 @@ class NodeService:
         if self._api_server is not None:
             self._api_server.should_exit = True
         self.core.engine.dispose()
+        self.audit.record(A.APPLICATION_ACTIVITY, types=[A.APPLICATION_STOP],
+                          participants=[A.participant(self.cfg.dicom.ae_title, requestor=False, role=A.ROLE_APPLICATION)])
+        self.audit.close()
 
     def run_forever(self) -> None:
         self.start()

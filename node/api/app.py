@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -15,13 +15,15 @@ from sqlalchemy.orm import Session, sessionmaker
 import node
 from node import metrics
 from node.api.health import HealthSources, health_router
+from node.api.auth import Authenticator, AuthMiddleware, Principal, document_security
 from node.db.models import Job, Review, Series
+from node.security import audit as A
 
 
 class ReviewIn(BaseModel):
     decision: Literal["accepted", "rejected"]
     comment: str | None = Field(default=None, max_length=1024)
-    reviewer: str | None = Field(default=None, max_length=128)
+    # No reviewer field: the reviewer is the authenticated identity (a body "reviewer" is ignored).
     seg_series_uid: str | None = Field(default=None, max_length=64)
     seg_sop_instance_uid: str | None = Field(default=None, max_length=64)
 
@@ -80,9 +82,14 @@ def latest_reviews(s: Session, job_ids: list[int]) -> dict[int, Review]:
 
 
 def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Callable[[], bool], *,
-               min_free_mb: int = 0, workers: Callable[[], tuple[int, int]] | None = None) -> FastAPI:
+               min_free_mb: int = 0, workers: Callable[[], tuple[int, int]] | None = None,
+               auth: Authenticator | None = None, audit: A.AuditLog | None = None) -> FastAPI:
+    """The API. ``auth`` None: authentication required and no credentials configured, so every
+    endpoint but /health and /ready answers 401 (secure by default)."""
     app = FastAPI(title="LGE AI node", version=node.__version__,
                   description="Cardiac LGE AI node: health, metrics, jobs and series.")
+    app.add_middleware(AuthMiddleware, authenticator=auth or Authenticator(), audit=audit or A.NULL_AUDIT)
+    document_security(app)
 
     # Liveness and readiness (node/api/health.py): public, they report states, not data.
     app.include_router(health_router(HealthSources(sessions, Path(store_root), scp_alive, min_free_mb, workers)))
@@ -102,7 +109,7 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
         return out
 
     @app.get("/api/jobs", response_model=list[JobOut])
-    def jobs(state: str | None = None, study_uid: str | None = None, series_uid: str | None = None,
+    def jobs(request: Request, state: str | None = None, study_uid: str | None = None, series_uid: str | None = None,
              limit: int = Query(100, le=1000)) -> list[JobOut]:
         with sessions() as s:
             q = select(Job).order_by(Job.id.desc()).limit(limit)
@@ -112,23 +119,31 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
                 q = q.where(Job.study_uid == study_uid)
             if series_uid:
                 q = q.where(Job.series_uid == series_uid)
-            return _with_review(s, list(s.scalars(q)))
+            found = list(s.scalars(q))
+            request.state.audit_detail = {"job_ids": [j.id for j in found]}  # which jobs were disclosed
+            return _with_review(s, found)
 
     @app.get("/api/jobs/{job_id}", response_model=JobOut)
-    def job(job_id: int) -> JobOut:
+    def job(job_id: int, request: Request) -> JobOut:
         with sessions() as s:
             j = s.get(Job, job_id)
             if j is None:
                 raise HTTPException(404, f"no job {job_id}")
+            request.state.audit_objects = [A.job(job_id, study_uid=j.study_uid, series_uid=j.series_uid)]
             return _with_review(s, [j])[0]
 
     @app.post("/api/jobs/{job_id}/review", response_model=ReviewOut, status_code=201)
-    def review(job_id: int, body: ReviewIn) -> Review:
-        """Record a radiologist's accept/reject decision (append-only history)."""
+    def review(job_id: int, body: ReviewIn, request: Request) -> Review:
+        """Record a radiologist's accept/reject decision (append-only history). The reviewer
+        recorded is the authenticated caller."""
+        principal: Principal = request.state.principal
         with sessions.begin() as s:
-            if s.get(Job, job_id) is None:
+            j = s.get(Job, job_id)
+            if j is None:
                 raise HTTPException(404, f"no job {job_id}")
-            r = Review(job_id=job_id, **body.model_dump())
+            request.state.audit_objects = [A.job(job_id, study_uid=j.study_uid, series_uid=j.series_uid,
+                                                 decision=body.decision, seg_series_uid=body.seg_series_uid)]
+            r = Review(job_id=job_id, reviewer=principal.name, **body.model_dump())
             s.add(r)
             s.flush()
             s.refresh(r)
@@ -137,19 +152,23 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
         return r
 
     @app.get("/api/jobs/{job_id}/reviews", response_model=list[ReviewOut])
-    def reviews(job_id: int) -> list[Review]:
+    def reviews(job_id: int, request: Request) -> list[Review]:
         with sessions() as s:
-            if s.get(Job, job_id) is None:
+            j = s.get(Job, job_id)
+            if j is None:
                 raise HTTPException(404, f"no job {job_id}")
+            request.state.audit_objects = [A.job(job_id, study_uid=j.study_uid, series_uid=j.series_uid)]
             return list(s.scalars(select(Review).where(Review.job_id == job_id)
                                   .order_by(Review.created_at.desc(), Review.id.desc())))
 
     @app.get("/api/series", response_model=list[SeriesOut])
-    def series(state: str | None = None, limit: int = Query(100, le=1000)) -> list[Series]:
+    def series(request: Request, state: str | None = None, limit: int = Query(100, le=1000)) -> list[Series]:
         with sessions() as s:
             q = select(Series).order_by(Series.last_received_at.desc()).limit(limit)
             if state:
                 q = q.where(Series.state == state)
-            return list(s.scalars(q))
+            found = list(s.scalars(q))
+            request.state.audit_detail = {"series_uids": [x.series_uid for x in found]}
+            return found
 
     return app

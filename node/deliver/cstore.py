@@ -67,7 +67,8 @@ def send_cstore(objects: Sequence[Dataset | str | Path], dest: CStoreDestination
     for sop_class, syntaxes in contexts.items():
         ae.add_requested_context(sop_class, syntaxes)
 
-    assoc, failure = open_association(ae, dest.host, dest.port, dest.ae_title)
+    tls_args = (dest.tls_context, dest.host) if dest.tls_context is not None else None
+    assoc, failure = open_association(ae, dest.host, dest.port, dest.ae_title, tls_args=tls_args)
     if assoc is None or failure is not None:
         # Refused connection, A-ASSOCIATE-RJ (with its reason) or abort: each said as such.
         log.warning("C-STORE to %s failed: %s", dest.label, failure)

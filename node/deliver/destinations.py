@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 
 __all__ = ["CStoreDestination", "StowDestination", "DeliveryResult"]
@@ -20,6 +21,8 @@ class CStoreDestination:
     dimse_timeout_s: float = 60.0
     network_timeout_s: float = 60.0
     max_pdu: int = 0  # 0: unlimited
+    # DICOM TLS (node/security/tls.py client_context); None: plain TCP.
+    tls_context: ssl.SSLContext | None = None
 
     @property
     def label(self) -> str:
@@ -38,6 +41,7 @@ class StowDestination:
     name: str = ""
     timeout_s: float = 60.0
     verify_tls: bool = True
+    ca_file: str | None = None  # CA bundle for https:// (None: the system's)
 
     @property
     def label(self) -> str:

@@ -13,6 +13,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Sequence
+from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +23,8 @@ from node.config import CStoreDestinationConfig, DeliveryConfig, NodeConfig, Sto
 from node.db.models import Delivery, DeliveryState, utcnow
 from node.deliver import CStoreDestination, DeliveryResult, Destination, StowDestination, deliver
 from node.job.handover import OutgoingObject
+from node.security import audit as A
+from node.security.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +34,33 @@ SEND_LEASE = timedelta(minutes=5)
 __all__ = ["Outbox", "OutgoingObject", "delivery_summary", "transport_destination"]
 
 
-def transport_destination(cfg: CStoreDestinationConfig | StowDestinationConfig, our_ae: str) -> Destination:
-    """The transport's destination for a configured one (``our_ae``: the default calling AE title)."""
+def transport_destination(cfg: CStoreDestinationConfig | StowDestinationConfig, our_ae: str,
+                          resolve: Callable[[Path], Path] = lambda p: p) -> Destination:
+    """The transport's destination for a configured one (``our_ae``: the default calling AE title;
+    ``resolve``: makes the TLS/CA file paths absolute, relative to the config file)."""
     if isinstance(cfg, CStoreDestinationConfig):
         return CStoreDestination(host=cfg.host, port=cfg.port, ae_title=cfg.ae_title,
                                  calling_ae_title=cfg.calling_ae_title or our_ae, name=cfg.name,
                                  acse_timeout_s=cfg.timeout_seconds, dimse_timeout_s=cfg.timeout_seconds,
-                                 network_timeout_s=cfg.timeout_seconds)
-    return StowDestination(url=cfg.url, auth_header=cfg.auth_header, name=cfg.name, timeout_s=cfg.timeout_seconds)
+                                 network_timeout_s=cfg.timeout_seconds,
+                                 tls_context=client_context(cfg.tls, resolve) if cfg.tls.enabled else None)
+    return StowDestination(url=cfg.url, name=cfg.name, timeout_s=cfg.timeout_seconds,
+                           auth_header=cfg.auth_header.get_secret_value() if cfg.auth_header else None,
+                           verify_tls=cfg.verify_tls, ca_file=str(resolve(cfg.ca_file)) if cfg.ca_file else None)
 
 
 class Outbox:
     def __init__(self, sessions: sessionmaker[Session], store_root: Path, cfg: NodeConfig,
-                 send: Callable[[Sequence[Path], Destination], list[DeliveryResult]] = deliver) -> None:
+                 send: Callable[[Sequence[Path], Destination], list[DeliveryResult]] = deliver,
+                 audit: A.AuditLog | None = None) -> None:
         self.sessions = sessions
         self.store_root = store_root
         self.policy: DeliveryConfig = cfg.delivery
-        self.destinations = {d.name: transport_destination(d, cfg.dicom.ae_title) for d in cfg.destinations}
+        self.destinations = {d.name: transport_destination(d, cfg.dicom.ae_title, cfg.resolve)
+                             for d in cfg.destinations}
         self.send = send
+        self.audit = audit or A.NULL_AUDIT
+        self.our_ae = cfg.dicom.ae_title
 
     def enqueue(self, job_id: int, objects: Sequence[OutgoingObject]) -> int:
         """One pending row per (object, destination); re-enqueueing the same job is a no-op."""
@@ -103,8 +115,43 @@ class Outbox:
                 by_uid = {res.sop_instance_uid: res for res in results}
                 delivered += self._record(items, by_uid, None)
             except Exception as exc:  # a transport bug must not lose the rows: they stay pending
+                by_uid = {}
                 self._record(items, {}, f"{type(exc).__name__}: {exc}")
+            self._audit(dest, items, by_uid)
         return delivered
+
+    def _audit(self, dest: Destination, items: list[Delivery], results: dict[str, DeliveryResult]) -> None:
+        """One "DICOM Instances Transferred" record (action R: read and sent by us) per attempt."""
+        if not self.audit.enabled:
+            return
+        from node.db.models import Job
+
+        with self.sessions() as s:
+            jobs = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_({r.job_id for r in items})))}
+        objects = []
+        for jid in sorted(jobs):
+            j = jobs[jid]
+            sent = [{"kind": r.kind, "sop_instance_uid": r.sop_instance_uid,
+                     "ok": bool(results.get(r.sop_instance_uid) and results[r.sop_instance_uid].ok),
+                     "detail": results[r.sop_instance_uid].detail if r.sop_instance_uid in results else None}
+                    for r in items if r.job_id == jid]
+            objects.append(A.study(j.study_uid, job_id=jid, series_uid=j.series_uid, objects=sent))
+        n_ok = sum(1 for r in items if results.get(r.sop_instance_uid) and results[r.sop_instance_uid].ok)
+        # A URL may carry user:password@: never into the trail.
+        url = "" if isinstance(dest, CStoreDestination) else urlsplit(dest.url)._replace(
+            netloc=urlsplit(dest.url).netloc.rpartition("@")[2]).geturl()
+        where = f"{dest.host}:{dest.port}" if isinstance(dest, CStoreDestination) else url
+        peer_id = dest.ae_title if isinstance(dest, CStoreDestination) else url
+        self.audit.record(
+            A.INSTANCES_TRANSFERRED, action="R",
+            outcome=A.SUCCESS if n_ok == len(items) else A.MINOR_FAILURE if n_ok else A.SERIOUS_FAILURE,
+            participants=[A.participant(self.our_ae, requestor=True, role=A.ROLE_SOURCE),
+                          A.participant(peer_id, requestor=False, role=A.ROLE_DESTINATION,
+                                        address=dest.host if isinstance(dest, CStoreDestination) else None,
+                                        alternative=dest.name or None)],
+            objects=objects, destination=dest.name or peer_id, transport="cstore" if isinstance(dest, CStoreDestination) else "stow",
+            endpoint=where, tls=bool(getattr(dest, "tls_context", None)) or where.startswith("https://"),
+            counts={"sent": len(items), "delivered": n_ok, "failed": len(items) - n_ok})
 
     def _record(self, items: list[Delivery], results: dict[str, DeliveryResult], error: str | None,
                 final: bool = False) -> int:

@@ -27,7 +27,13 @@ log = logging.getLogger(__name__)
 
 def make_client(dest: StowDestination) -> DICOMwebClient:
     session = requests.Session()
-    session.verify = dest.verify_tls
+    # requests: True (system CAs), a CA bundle path, or False (no check: verify_tls false).
+    session.verify = (dest.ca_file or True) if dest.verify_tls else False
+    if session.verify is not True:
+        # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override a session's verify; the
+        # configured CA bundle (or verify_tls: false) must win. Proxies from the environment stay.
+        session.trust_env = False
+        session.proxies.update(requests.utils.get_environ_proxies(dest.url))
     headers = dict(dest.headers)
     if dest.auth_header:
         headers["Authorization"] = dest.auth_header

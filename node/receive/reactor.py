@@ -36,6 +36,7 @@ import logging
 import queue
 import select
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from typing import Any, cast
@@ -53,6 +54,8 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 from pynetdicom.utils import make_target
+
+from node.security.tls import DeferredHandshakeServer, HandshakeFailure
 
 LOGGER = logging.getLogger(__name__)
 
@@ -387,19 +390,30 @@ def adopt(assoc: Association) -> Association:
 
 
 class EventDrivenRequestHandler(RequestHandler):
+    def handle(self) -> None:
+        # TLS: finish the handshake here, in this connection's thread (see node/security/tls.py).
+        if not cast(DeferredHandshakeServer, self.server).handshake(self.request, self.client_address):
+            return
+        super().handle()
+
     def _create_association(self) -> Association:
         return adopt(super()._create_association())
 
 
-def make_server(ae: pynetdicom.AE, address: tuple[str, int], evt_handlers: list[Any]) -> ThreadedAssociationServer:
-    """``ae.start_server(address, block=False, evt_handlers=...)`` with event-driven
-    associations (stock ones on an unsupported pynetdicom version)."""
+def make_server(ae: pynetdicom.AE, address: tuple[str, int], evt_handlers: list[Any],
+                ssl_context: ssl.SSLContext | None = None,
+                on_handshake_failure: HandshakeFailure | None = None) -> ThreadedAssociationServer:
+    """``ae.start_server(address, block=False, evt_handlers=..., ssl_context=...)`` with
+    event-driven associations (stock ones on an unsupported pynetdicom version)."""
     if not is_supported():
         LOGGER.warning("pynetdicom %s: event-driven reactor not verified for this version, using the stock one",
                        pynetdicom.__version__)
-        return cast(ThreadedAssociationServer, ae.start_server(address, block=False, evt_handlers=evt_handlers))
-    server = ae.make_server(address, evt_handlers=evt_handlers, server_class=ThreadedAssociationServer,
-                            request_handler=EventDrivenRequestHandler)
+        return cast(ThreadedAssociationServer, ae.start_server(address, block=False, evt_handlers=evt_handlers,
+                                                               ssl_context=ssl_context))
+    server = ae.make_server(address, evt_handlers=evt_handlers, server_class=DeferredHandshakeServer,
+                            request_handler=EventDrivenRequestHandler, ssl_context=ssl_context)
+    server.handshake_timeout = ae.acse_timeout or 30.0
+    server.on_handshake_failure = on_handshake_failure
     thread = threading.Thread(target=make_target(server.serve_forever),
                               name=f"AcceptorServer@{server.server_address[1]}", daemon=True)
     thread.start()

@@ -6,6 +6,8 @@ import logging
 import socket
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pynetdicom import AE, evt
@@ -16,20 +18,28 @@ from node.config import DicomConfig
 from node.receive import reactor
 from node.receive.acl import PeerPolicy
 from node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
+from node.receive.audit import AssociationAudit
 from node.receive.dimse import tolerate_malformed_requests
 from node.receive.header import STATUS_INVALID_UID, STATUS_OUT_OF_RESOURCES, STATUS_SUCCESS, Refusal, parse_header
 from node.store.files import StorageFull
 from node.store.ingest import InstanceStore
 from node.store.uids import InvalidUID
+from node.security.audit import AuditLog
+from node.security.tls import server_context
 
 log = logging.getLogger(__name__)
 
 
 class StorageSCP:
-    def __init__(self, cfg: DicomConfig, store: InstanceStore) -> None:
+    def __init__(self, cfg: DicomConfig, store: InstanceStore, *, audit: AuditLog | None = None,
+                 resolve: Callable[[Path], Path] = lambda p: p) -> None:
         self.cfg = cfg
         self.store = store
         self.policy = PeerPolicy(cfg)
+        self.audit = AssociationAudit(audit or AuditLog(None), cfg.ae_title)
+        # DICOM TLS (BCP 195) on this port when dicom.tls.enabled; built now so a bad
+        # certificate or key stops the start with its reason.
+        self.ssl_context = server_context(cfg.tls, resolve) if cfg.tls.enabled else None
         self.ae = AE(ae_title=cfg.ae_title)
         self.ae.maximum_associations = cfg.max_associations
         self.ae.maximum_pdu_size = cfg.max_pdu_size
@@ -51,13 +61,17 @@ class StorageSCP:
             (evt.EVT_CONN_OPEN, self._on_conn_open),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
-            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_STORE, self._on_store_audited),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_CONN_CLOSE, self._on_conn_close),
         ]
         # Event-driven associations: see node/receive/reactor.py for why and how.
-        self._server = reactor.make_server(self.ae, (self.cfg.bind_address, self.cfg.port), handlers)
+        self._server = reactor.make_server(self.ae, (self.cfg.bind_address, self.cfg.port), handlers,
+                                           ssl_context=self.ssl_context,
+                                           on_handshake_failure=self.audit.tls_failure)
         self._server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info("storage SCP listening", extra={"ae_title": self.cfg.ae_title, "address": self.cfg.bind_address,
-                                                  "port": self.port})
+                                                  "port": self.port, "tls": self.ssl_context is not None})
 
     @property
     def running(self) -> bool:
@@ -97,6 +111,7 @@ class StorageSCP:
             return
         metrics.ASSOCIATIONS.labels("rejected").inc()
         log.warning("association rejected", extra={**ids, "reason": decision.reason})
+        self.audit.rejected(assoc, calling.strip(), called.strip(), address, decision.reason)
         assert decision.reject is not None
         assoc.acse.send_reject(*decision.reject)
         # As pynetdicom does for its own rejections: wait until the DUL has sent the
@@ -105,6 +120,19 @@ class StorageSCP:
 
     def _on_echo(self, event: evt.Event) -> int:
         return STATUS_SUCCESS
+
+    # -- audit trail (node/receive/audit.py) -------------------------------
+    def _on_accepted(self, event: evt.Event) -> None:
+        self.audit.accepted(event.assoc)
+
+    def _on_store_audited(self, event: evt.Event) -> int:
+        status = self._on_store(event)
+        if status != STATUS_SUCCESS:
+            self.audit.refused(event.assoc, status)  # (stored ones are counted in _on_store)
+        return status
+
+    def _on_conn_close(self, event: evt.Event) -> None:
+        self.audit.closed(event.assoc)
 
     def _on_store(self, event: evt.Event) -> int:
         t0 = time.perf_counter()
@@ -153,6 +181,7 @@ class StorageSCP:
             log.warning("duplicate SOP Instance UID with different content: kept the first copy",
                         extra={**where, "series_uid": header.series_uid, "stored_bytes": result.stored_size,
                                "received_bytes": len(encoded)})
+        self.audit.stored(event.assoc, header, duplicate=result.duplicate)
         metrics.INSTANCES_RECEIVED.labels("duplicate" if result.duplicate else "stored").inc()
         metrics.STORE_SECONDS.observe(time.perf_counter() - t0)
         return STATUS_SUCCESS

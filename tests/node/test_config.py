@@ -111,7 +111,14 @@ def test_cli_config_check_exit_codes(tmp_path: Path) -> None:
     lgenode = Path(sys.executable).with_name("lgenode")
     r = subprocess.run([lgenode, "config", "check", "--config", bad], capture_output=True, text=True)
     assert r.returncode == 2 and "dicom.port" in r.stderr
-    r = subprocess.run([lgenode, "config", "check", "--config", REPO / "config" / "node.yaml"], capture_output=True, text=True)
+    # config/node.yaml's API key comes from LGENODE_API_KEY: without it `serve` could not start.
+    env = {k: v for k, v in os.environ.items() if k != "LGENODE_API_KEY"}
+    r = subprocess.run([lgenode, "config", "check", "--config", REPO / "config" / "node.yaml"], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 0 and "WARNING: api.auth.api_keys[0] (local-admin): environment variable LGENODE_API_KEY is " \
+        "not set here: `lgenode serve` will refuse to start without it" in r.stderr
+    r = subprocess.run([lgenode, "config", "check", "--config", REPO / "config" / "node.yaml"], capture_output=True,
+                       text=True, env={**env, "LGENODE_API_KEY": "k" * 32})
     assert r.returncode == 0, r.stderr
 
 

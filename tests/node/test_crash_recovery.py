@@ -3,6 +3,7 @@ series' job runs exactly once. Uses the real `lgenode serve` process and DCMTK s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from pydicom import dcmread
 from tests.conftest import dcmtk_env, free_port, which_dcmtk
 
 LGENODE = str(Path(sys.executable).with_name("lgenode"))
+API_KEY = "crash-test-key-0123456789"  # the API requires credentials; configured by its SHA-256 below
 
 
 def write_config(tmp: Path, dicom_port: int, api_port: int) -> Path:
@@ -40,6 +42,8 @@ jobs:
   poll_interval_seconds: 0.2
 api:
   port: {api_port}
+  auth:
+    api_keys: [{{name: crash-test, key_sha256: "{hashlib.sha256(API_KEY.encode()).hexdigest()}", roles: [read]}}]
 logging:
   level: INFO
 """)
@@ -62,7 +66,8 @@ def start_node(cfg: Path, log: Path, dicom_port: int) -> subprocess.Popen[bytes]
 
 
 def api_get(port: int, path: str) -> object:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {API_KEY}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
 
 

@@ -14,6 +14,7 @@ its config accepts HTTP from loopback clients only and C-STORE only from the nod
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -35,6 +36,11 @@ log = logging.getLogger("e2e.harness")
 ROUTE_LUA = (Path(__file__).resolve().parents[3] / "docker" / "route.lua").read_text()
 
 NODE_AE = "LGENODE"
+# The node API requires credentials: the harness's node accepts this key (roles read + review) under
+# the name NODE_API_KEY_NAME, which the node records as the reviewer of every decision made with it.
+# The viewer must send it (plugin config lgeReview.apiToken -> "Authorization: Bearer <key>").
+NODE_API_KEY = "lgenode-e2e-key-2f6c1a9d4b7e"
+NODE_API_KEY_NAME = "ohif-e2e"
 
 
 def free_port() -> int:
@@ -83,8 +89,8 @@ def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
         proc.wait(timeout=5)
 
 
-def get_json(url: str, timeout: float = 10.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+def get_json(url: str, timeout: float = 10.0, headers: dict[str, str] | None = None) -> Any:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:
         return json.loads(r.read())
 
 
@@ -167,7 +173,7 @@ class Node:
         return f"http://127.0.0.1:{self.api_port}"
 
     def api(self, path: str) -> Any:
-        return get_json(self.api_url + path)
+        return get_json(self.api_url + path, headers={"Authorization": f"Bearer {NODE_API_KEY}"})
 
     def stop(self) -> None:
         self.service.stop()
@@ -199,7 +205,10 @@ def start_node(workdir: Path, dicom_port: int, pacs: Any, weights: Path, log_fil
         "jobs": {"poll_interval_seconds": 0.2, "retry_backoff_seconds": 1.0},
         "delivery": {"retry_backoff_seconds": 1.0, "max_backoff_seconds": 2.0, "sweep_interval_seconds": 0.5},
         "model": {"weights_dir": str(weights)},
-        "api": {"enabled": True, "host": "127.0.0.1", "port": api_port},
+        "api": {"enabled": True, "host": "127.0.0.1", "port": api_port,
+                "auth": {"api_keys": [{"name": NODE_API_KEY_NAME, "roles": ["read", "review"],
+                                       "key_sha256": hashlib.sha256(NODE_API_KEY.encode()).hexdigest()}]}},
+        "audit": {"path": str(workdir / "audit.jsonl")},
         "destinations": [{"type": "stow", "name": "pacs", "url": pacs.dicomweb_url}],
     }
     for section, values in (overrides or {}).items():
@@ -208,7 +217,7 @@ def start_node(workdir: Path, dicom_port: int, pacs: Any, weights: Path, log_fil
     service = NodeService(cfg)
     service.start()
     node = Node(service, dicom_port, api_port)
-    wait_http(node.api_url + "/api/jobs", timeout=20)
+    wait_http(node.api_url + "/health", timeout=20)
     log.info("node: DICOM %s:%d, API %s", NODE_AE, dicom_port, node.api_url)
     return node
 
@@ -236,7 +245,8 @@ class ViewerServer:
             [shutil.which("node") or "node", "scripts/serve.mjs", "--port", str(self.port),
              "--dicomweb", self.dicomweb, "--node", self.node],
             cwd=self.plugin_dir, stdout=logf, stderr=subprocess.STDOUT,
-            env={**os.environ, "LGE_SERVE_LOG": "1"})
+            # LGE_NODE_API_TOKEN: serve.mjs (issue-12) writes it into app-config as lgeReview.apiToken.
+            env={**os.environ, "LGE_SERVE_LOG": "1", "LGE_NODE_API_TOKEN": NODE_API_KEY})
         wait_http(f"{self.url}/app-config.js", timeout=20, proc=self.proc)
         return self
 

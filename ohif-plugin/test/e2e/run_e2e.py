@@ -46,7 +46,8 @@ for p in (str(REPO), str(HERE), str(PLUGIN / "test" / "fixtures")):
 
 from dicomweb_client.api import DICOMwebClient  # noqa: E402
 
-from harness import ViewerServer, free_port, resolve_weights, start_node, start_pacs, wait_for  # noqa: E402
+from harness import (NODE_API_KEY_NAME, ViewerServer, free_port, resolve_weights, start_node,  # noqa: E402
+                     start_pacs, wait_for)
 from inspect_seg import dciodvfy_errors, inspect  # noqa: E402
 from labelcheck import compare, read_viewer_labels  # noqa: E402
 
@@ -181,7 +182,7 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
         log.warning("SKIPPED: missing %s", "; ".join(missing))
         return SKIPPED
     from node.encode.readback import seg_volumes_ml, sr_values
-    from node.infer.remeasure import SR_DESCRIPTION
+    from node.encode.stage import REVIEWED_SR_DESCRIPTION as SR_DESCRIPTION  # (moved from node.infer.remeasure)
     from pipeline.datasets.dicomize import dicomize_case
 
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -454,12 +455,14 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
                      [r["decision"] for r in reviews] == ["rejected", "accepted"], [r["decision"] for r in reviews])
         if len(reviews) == 2:
             rej, acc = reviews
-            checks.check("accept: reviewer, comment and the saved SEG recorded",
+            # The node records the authenticated caller as the reviewer (the viewer's API key here),
+            # never a name from the request; the typed name is the SEG's content creator above.
+            checks.check("accept: reviewer (verified identity), comment and the saved SEG recorded",
                          (acc["reviewer"], acc["comment"], acc["seg_series_uid"], acc["seg_sop_instance_uid"])
-                         == (REVIEWER, COMMENT, saved["seriesInstanceUID"], saved["sopInstanceUID"]), acc)
-            checks.check("reject (after reload): reviewer, comment and the displayed (saved) SEG recorded",
+                         == (NODE_API_KEY_NAME, COMMENT, saved["seriesInstanceUID"], saved["sopInstanceUID"]), acc)
+            checks.check("reject (after reload): reviewer (verified identity), comment and the displayed SEG recorded",
                          (rej["reviewer"], rej["comment"], rej["seg_sop_instance_uid"])
-                         == (REVIEWER, REJECT_COMMENT, saved["sopInstanceUID"]), rej)
+                         == (NODE_API_KEY_NAME, REJECT_COMMENT, saved["sopInstanceUID"]), rej)
         latest = node.api(f"/api/jobs?study_uid={study_uid}&series_uid={lge_series_uid}")[0]["review"]
         checks.check("GET /api/jobs shows the latest decision", (latest or {}).get("decision") == "rejected", latest)
         checks.check("panel showed ACCEPTED, then REJECTED",

@@ -3,7 +3,18 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from node.api.app import create_app
+from node.api.auth import Authenticator, sha256_hex
 from node.db.models import Job, Series, utcnow
+from node.security.settings import AuthConfig
+
+KEY = "test-key-0123456789abcdef"
+ADMIN = Authenticator(AuthConfig.model_validate(
+    {"api_keys": [{"name": "tester", "key_sha256": sha256_hex(KEY), "roles": ["admin"]}]}))
+
+
+def client_for(core, scp_alive=lambda: True) -> TestClient:  # type: ignore[no-untyped-def]
+    return TestClient(create_app(core.sessions, core.files.root, scp_alive, auth=ADMIN),
+                      headers={"Authorization": f"Bearer {KEY}"})
 
 
 def test_health_jobs_series_metrics(core) -> None:
@@ -12,7 +23,7 @@ def test_health_jobs_series_metrics(core) -> None:
         s.flush()
         s.add(Job(series_uid="1.2.3.5", study_uid="1.2.3", next_attempt_at=utcnow()))
     up = {"v": True}
-    client = TestClient(create_app(core.sessions, core.files.root, lambda: up["v"]))
+    client = client_for(core, lambda: up["v"])
     r = client.get("/health")
     assert r.status_code == 200 and r.json()["checks"]["database"] == "ok"
     up["v"] = False
@@ -32,13 +43,14 @@ def test_review_decisions_are_recorded_and_listed(core) -> None:
         s.add(Series(series_uid="1.2.3.5", study_uid="1.2.3", state="selected"))
         s.flush()
         s.add(Job(series_uid="1.2.3.5", study_uid="1.2.3", state="done", next_attempt_at=utcnow()))
-    client = TestClient(create_app(core.sessions, core.files.root, lambda: True))
+    client = client_for(core)
     [job] = client.get("/api/jobs", params={"study_uid": "1.2.3", "series_uid": "1.2.3.5"}).json()
     assert job["review"] is None
     assert client.get("/api/jobs", params={"series_uid": "9.9"}).json() == []
     r = client.post(f"/api/jobs/{job['id']}/review", json={"decision": "rejected", "comment": "misses apex",
                                                              "reviewer": "Doe^Jane"})
-    assert r.status_code == 201 and r.json()["decision"] == "rejected"
+    # The reviewer is the authenticated identity, not the name in the body.
+    assert r.status_code == 201 and r.json()["decision"] == "rejected" and r.json()["reviewer"] == "tester"
     r = client.post(f"/api/jobs/{job['id']}/review", json={"decision": "accepted", "reviewer": "Doe^Jane",
                                                              "seg_series_uid": "1.2.3.6"})
     assert r.status_code == 201

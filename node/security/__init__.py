@@ -1,0 +1,1 @@
+"""Access control and transport security: config sections, TLS contexts, the audit trail."""
