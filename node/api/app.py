@@ -20,12 +20,37 @@ from node.db.models import Job, Review, Series
 from node.security import audit as A
 
 
+class ShownFigures(BaseModel):
+    """The figures on screen when the reader decided (what the decision is about)."""
+
+    model_config = {"extra": "forbid"}
+    lv_cavity_ml: float | None = None
+    myocardium_ml: float | None = None
+    mass_g: float | None = None
+    infarct_ml: float | None = None
+    infarct_percent: float | None = None
+    mvo_ml: float | None = None
+    mvo_percent: float | None = None
+    transmural_segments: int | None = None
+    covered_segments: int | None = None
+
+
+class Shown(BaseModel):
+    """The version and numbers the reader saw (sent by the viewer with the decision)."""
+
+    model_config = {"extra": "forbid"}
+    seg_version: int | None = Field(default=None, ge=1)
+    sr_sop_instance_uid: str | None = Field(default=None, max_length=64)
+    figures: ShownFigures | None = None
+
+
 class ReviewIn(BaseModel):
     decision: Literal["accepted", "rejected"]
     comment: str | None = Field(default=None, max_length=1024)
     # No reviewer field: the reviewer is the authenticated identity (a body "reviewer" is ignored).
     seg_series_uid: str | None = Field(default=None, max_length=64)
     seg_sop_instance_uid: str | None = Field(default=None, max_length=64)
+    shown: Shown | None = None
 
 
 class ReviewOut(BaseModel):
@@ -36,6 +61,7 @@ class ReviewOut(BaseModel):
     reviewer: str | None
     seg_series_uid: str | None
     seg_sop_instance_uid: str | None
+    shown: Shown | None = None
     created_at: datetime
 
 
@@ -143,7 +169,9 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
                 raise HTTPException(404, f"no job {job_id}")
             request.state.audit_objects = [A.job(job_id, study_uid=j.study_uid, series_uid=j.series_uid,
                                                  decision=body.decision, seg_series_uid=body.seg_series_uid)]
-            r = Review(job_id=job_id, reviewer=principal.name, **body.model_dump())
+            r = Review(job_id=job_id, reviewer=principal.name,
+                       **body.model_dump(exclude={"shown"}),
+                       shown=body.shown.model_dump() if body.shown is not None else None)
             s.add(r)
             s.flush()
             s.refresh(r)

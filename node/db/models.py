@@ -143,4 +143,6 @@ class Review(Base):
     reviewer: Mapped[str | None] = mapped_column(String(128))
     seg_series_uid: Mapped[str | None] = mapped_column(String(64))
     seg_sop_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    # What the reader saw when deciding (SEG version, SR, figures), as sent by the viewer.
+    shown: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

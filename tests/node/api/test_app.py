@@ -63,6 +63,27 @@ def test_review_decisions_are_recorded_and_listed(core) -> None:
     assert client.get("/api/jobs/999/reviews").status_code == 404
 
 
+def test_review_keeps_what_the_reader_saw(core) -> None:
+    """The viewer sends the version and the figures on screen; the node stores and returns them."""
+    with core.sessions.begin() as s:
+        s.add(Series(series_uid="1.2.3.7", study_uid="1.2.3", state="selected"))
+        s.flush()
+        s.add(Job(series_uid="1.2.3.7", study_uid="1.2.3", state="done", next_attempt_at=utcnow()))
+    client = client_for(core)
+    [job] = client.get("/api/jobs", params={"series_uid": "1.2.3.7"}).json()
+    shown = {"seg_version": 2, "sr_sop_instance_uid": "1.2.3.7.9",
+             "figures": {"infarct_percent": 22.9, "lv_cavity_ml": 71.9, "transmural_segments": 3,
+                         "covered_segments": 16}}
+    r = client.post(f"/api/jobs/{job['id']}/review", json={"decision": "accepted", "shown": shown})
+    assert r.status_code == 201
+    got = client.get(f"/api/jobs/{job['id']}/reviews").json()[0]["shown"]
+    assert got["seg_version"] == 2 and got["sr_sop_instance_uid"] == "1.2.3.7.9"
+    assert got["figures"]["infarct_percent"] == 22.9 and got["figures"]["covered_segments"] == 16
+    bad = client.post(f"/api/jobs/{job['id']}/review",
+                      json={"decision": "accepted", "shown": {"figures": {"made_up": 1}}})
+    assert bad.status_code == 422  # unknown figures are refused, not silently dropped
+
+
 def test_health_reports_degraded_states_and_ready_is_separate(core, tmp_path) -> None:
     """D3: /health said "ok" while every C-STORE was refused 0xA700 for low disk. Degraded states
     come with reasons, and /ready (can the node receive now?) is distinct from liveness."""
