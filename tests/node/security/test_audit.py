@@ -88,7 +88,7 @@ def test_every_delivery_attempt_is_recorded(node_config, tmp_path) -> None:
     from node.config import NodeConfig
 
     port = free_port()
-    dests = NodeConfig.model_validate({"destinations": [
+    dests = NodeConfig.model_validate({"dicom": {"allow_any_peer": True}, "destinations": [
         {"type": "cstore", "name": "pacs", "host": "127.0.0.1", "port": port, "ae_title": "PACS"}]}).destinations
     cfg = node_config().model_copy(update={"destinations": dests})
     core = build_core(cfg)
