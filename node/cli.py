@@ -49,6 +49,11 @@ def send(
     port: Annotated[int, typer.Option(help="Peer port.")] = 11112,
     called_ae: Annotated[str, typer.Option("--aec", help="Called AE title.")] = "LGENODE",
     calling_ae: Annotated[str, typer.Option("--aet", help="Our (calling) AE title.")] = "LGESEND",
+    tls: Annotated[bool, typer.Option("--tls", help="DICOM TLS (BCP 195 profile); the peer's certificate is verified.")] = False,
+    tls_ca: Annotated[Optional[Path], typer.Option("--tls-ca", help="CA bundle (PEM) that signs the peer's certificate (default: the system's).")] = None,
+    tls_cert: Annotated[Optional[Path], typer.Option("--tls-cert", help="Our client certificate (PEM), for peers that require one.")] = None,
+    tls_key: Annotated[Optional[Path], typer.Option("--tls-key", help="Our client key (PEM).")] = None,
+    no_verify_hostname: Annotated[bool, typer.Option("--no-verify-hostname", help="Accept a peer certificate that does not name HOST (its chain is still verified).")] = False,
 ) -> None:
     """Send DICOM files to a Storage SCP (C-STORE, one association) with a progress bar."""
     from node.send import send_files
@@ -57,7 +62,9 @@ def send(
     if not files:
         typer.echo("error: no files found", err=True)
         raise typer.Exit(2)
-    report = send_files(files, host=host, port=port, called_ae=called_ae, calling_ae=calling_ae, progress=True)
+    ctx = _tls_context(tls, tls_ca, tls_cert, tls_key, no_verify_hostname)
+    report = send_files(files, host=host, port=port, called_ae=called_ae, calling_ae=calling_ae, progress=True,
+                        tls=ctx)
     typer.echo(f"sent {report.ok}/{len(files)} ok, {report.failed} failed, {report.skipped} not DICOM")
     if report.error:
         typer.echo(f"error: {report.error}", err=True)
@@ -72,15 +79,43 @@ def echo(
     port: Annotated[int, typer.Option(help="Peer port.")] = 11112,
     called_ae: Annotated[str, typer.Option("--aec", help="Called AE title.")] = "LGENODE",
     calling_ae: Annotated[str, typer.Option("--aet", help="Our (calling) AE title.")] = "LGESEND",
+    tls: Annotated[bool, typer.Option("--tls", help="DICOM TLS (BCP 195 profile); the peer's certificate is verified.")] = False,
+    tls_ca: Annotated[Optional[Path], typer.Option("--tls-ca", help="CA bundle (PEM) that signs the peer's certificate (default: the system's).")] = None,
+    tls_cert: Annotated[Optional[Path], typer.Option("--tls-cert", help="Our client certificate (PEM), for peers that require one.")] = None,
+    tls_key: Annotated[Optional[Path], typer.Option("--tls-key", help="Our client key (PEM).")] = None,
+    no_verify_hostname: Annotated[bool, typer.Option("--no-verify-hostname", help="Accept a peer certificate that does not name HOST (its chain is still verified).")] = False,
 ) -> None:
     """Verify a DICOM peer answers (C-ECHO)."""
     from node.send import echo as do_echo
 
-    status = do_echo(host=host, port=port, called_ae=called_ae, calling_ae=calling_ae)
+    ctx = _tls_context(tls, tls_ca, tls_cert, tls_key, no_verify_hostname)
+    status = do_echo(host=host, port=port, called_ae=called_ae, calling_ae=calling_ae, tls=ctx)
     if status != "Success":
         typer.echo(f"error: {status}", err=True)
         raise typer.Exit(1)
     typer.echo(status)
+
+
+def _tls_context(tls: bool, ca: Optional[Path], cert: Optional[Path], key: Optional[Path],
+                 no_verify_hostname: bool):  # type: ignore[no-untyped-def]
+    """The client TLS context of ``echo``/``send`` (None without --tls); bad files exit 2."""
+    if not tls:
+        if any(x is not None for x in (ca, cert, key)):
+            typer.echo("error: --tls-ca/--tls-cert/--tls-key need --tls", err=True)
+            raise typer.Exit(2)
+        return None
+    from pydantic import ValidationError
+
+    from node.security.settings import TlsClientConfig
+    from node.security.tls import client_context
+
+    try:
+        cfg = TlsClientConfig(enabled=True, ca_file=ca, cert_file=cert, key_file=key,
+                              verify_hostname=not no_verify_hostname)
+        return client_context(cfg)
+    except (ValidationError, OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        typer.echo(f"error: TLS settings: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def _table(rows: list[dict[str, object]], cols: list[str]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +26,9 @@ class SendReport:
 
 
 def send_files(files: list[Path], *, host: str, port: int, called_ae: str, calling_ae: str = "LGESEND",
-               progress: bool = False) -> SendReport:
-    """Send files over one association, proposing each file's own transfer syntax (no re-encoding)."""
+               progress: bool = False, tls: ssl.SSLContext | None = None) -> SendReport:
+    """Send files over one association, proposing each file's own transfer syntax (no re-encoding).
+    ``tls``: a client context (``node.security.tls.client_context``) for a DICOM TLS peer."""
     from tqdm import tqdm
 
     report = SendReport()
@@ -40,7 +43,7 @@ def send_files(files: list[Path], *, host: str, port: int, called_ae: str, calli
     ae = AE(ae_title=calling_ae)
     for c, t in contexts[:127]:
         ae.add_requested_context(c, [t])
-    assoc, failure = open_association(ae, host, port, called_ae)
+    assoc, failure = open_association(ae, host, port, called_ae, tls_args=_tls_args(tls, host))
     if assoc is None or failure is not None:
         report.error = failure
         for f, _, _ in headers:
@@ -63,10 +66,15 @@ def send_files(files: list[Path], *, host: str, port: int, called_ae: str, calli
     return report
 
 
-def echo(*, host: str, port: int, called_ae: str, calling_ae: str = "LGESEND") -> str:
+def _tls_args(tls: ssl.SSLContext | None, host: str) -> tuple[ssl.SSLContext, str] | None:
+    return (tls, host) if tls is not None else None
+
+
+def echo(*, host: str, port: int, called_ae: str, calling_ae: str = "LGESEND",
+         tls: ssl.SSLContext | None = None) -> str:
     ae = AE(ae_title=calling_ae)
     ae.add_requested_context(Verification)
-    assoc, failure = open_association(ae, host, port, called_ae)
+    assoc, failure = open_association(ae, host, port, called_ae, tls_args=_tls_args(tls, host))
     if assoc is None or failure is not None:
         return failure or "association not established"
     try:

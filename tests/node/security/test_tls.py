@@ -201,3 +201,34 @@ def test_stow_checks_the_server_certificate(pki, tmp_path) -> None:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_lgenode_echo_and_send_over_tls(tls_scp, pki, core, tmp_path) -> None:
+    """`lgenode echo/send --tls`: the operator's own check of a TLS peer, with a client certificate."""
+    from typer.testing import CliRunner
+
+    from lgenode.cli import app
+
+    scp = tls_scp(require_client_cert=True)
+    base = ["--port", str(scp.port), "--aet", "ECHOSCU"]
+    cert = ["--tls-ca", str(pki["ca"].ca_file), "--tls-cert", str(pki["client"].cert),
+            "--tls-key", str(pki["client"].key)]
+    runner = CliRunner()
+    ok = runner.invoke(app, ["echo", *base, "--tls", *cert])
+    assert ok.exit_code == 0 and "Success" in ok.output, ok.output
+    plain = runner.invoke(app, ["echo", *base])  # a plain association to a TLS port
+    assert plain.exit_code == 1 and "error:" in plain.output
+    no_cert = runner.invoke(app, ["echo", *base, "--tls", "--tls-ca", str(pki["ca"].ca_file)])
+    assert no_cert.exit_code == 1  # the SCP requires a client certificate
+    rogue = runner.invoke(app, ["echo", *base, "--tls", "--tls-ca", str(pki["ca"].ca_file),
+                                "--tls-cert", str(pki["rogue"].cert), "--tls-key", str(pki["rogue"].key)])
+    assert rogue.exit_code == 1
+    wrong_ca = runner.invoke(app, ["echo", *base, "--tls", "--tls-ca", str(pki["other"].ca_file),
+                                   "--tls-cert", str(pki["client"].cert), "--tls-key", str(pki["client"].key)])
+    assert wrong_ca.exit_code == 1  # we do not trust the node's certificate
+    assert runner.invoke(app, ["echo", *base, "--tls-ca", str(pki["ca"].ca_file)]).exit_code == 2
+    files = mr_files(tmp_path / "send", 3)
+    sent = runner.invoke(app, ["send", *base[:2], "--aet", "LGESEND", "--tls", *cert, *map(str, files)])
+    assert sent.exit_code == 0 and "sent 3/3 ok" in sent.output, sent.output
+    stored = {dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
+    assert stored <= {p.stem for p in Path(core.files.root).rglob("*.dcm")}
