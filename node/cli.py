@@ -1,4 +1,4 @@
-"""Node commands: serve, send, echo, jobs, series, config, db."""
+"""Node commands: serve, send, echo, jobs, series, request, config, db."""
 
 from __future__ import annotations
 
@@ -197,6 +197,75 @@ def series(
         typer.echo(_table(rows, ["state", "instances", "modality", "description", "last_received", "reason", "series_uid"]))
 
 
+def request(
+    study: Annotated[str, typer.Option("--study", help="Study Instance UID to retrieve and process.")],
+    source: Annotated[str, typer.Option("--source", help="A source named in the config's sources: list.")],
+    config: ConfigOpt = None,
+    series_uids: Annotated[Optional[list[str]], typer.Option("--series", help="Only this series (repeatable; default: all).")] = None,
+    destinations: Annotated[Optional[list[str]], typer.Option("--destination", help="A configured destination, recorded with the request (repeatable).")] = None,
+    priority: Annotated[int, typer.Option(help="Higher is retrieved first (-100..100).")] = 0,
+    transaction_id: Annotated[Optional[str], typer.Option("--transaction-id", help="Your own id for the request.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the request is done or failed; exit 1 if it failed.")] = False,
+    timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds (exit 3).")] = 3600.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the request record as JSON.")] = False,
+) -> None:
+    """Queue an inference request: the running node (same --config) retrieves the study from SOURCE
+    by QIDO-RS/WADO-RS, processes it as if received by C-STORE, and records the results' UIDs.
+    Written straight into the node's database, like `lgenode jobs` reads it (no API key needed on the
+    node's own host); remote callers use POST /api/inference-requests."""
+    import getpass
+    import time
+
+    from pydantic import ValidationError
+
+    from node.api.requests import InferenceRequestIn, check_names, queue_request
+    from node.core import build_core
+    from node.db.models import InferenceRequest, RequestState
+
+    cfg = _load(config)
+    try:
+        body = InferenceRequestIn(study_uid=study, source=source, series_uids=series_uids or None,
+                                  destinations=destinations or None, priority=priority, transaction_id=transaction_id)
+    except ValidationError as exc:
+        typer.echo(f"error: {'; '.join(e['loc'][-1].__str__() + ': ' + e['msg'] for e in exc.errors())}", err=True)
+        raise typer.Exit(2) from None
+    problem = check_names(body, [x.name for x in cfg.sources], [d.name for d in cfg.destinations])
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+    core = build_core(cfg)
+    rid = queue_request(core.sessions, body, f"cli:{getpass.getuser()}")
+    typer.echo(f"inference request {rid} queued (study {study}, source {source})", err=as_json)
+    deadline = time.monotonic() + timeout
+    state = RequestState.QUEUED
+    while wait and state not in (RequestState.DONE, RequestState.FAILED):
+        if time.monotonic() > deadline:
+            typer.echo(f"error: request {rid} still {state} after {timeout:g} s", err=True)
+            raise typer.Exit(3)
+        time.sleep(1.0)
+        with core.sessions() as s:
+            r = s.get(InferenceRequest, rid)
+            assert r is not None
+            if r.state != state:
+                state = r.state
+                typer.echo(f"  {state}  ({r.instances_retrieved}/{r.instances_expected or '?'} instances)", err=as_json)
+    with core.sessions() as s:
+        r = s.get(InferenceRequest, rid)
+        assert r is not None
+        from node.api.requests import InferenceRequestOut
+
+        out = InferenceRequestOut.model_validate(r, from_attributes=True)
+    if as_json:
+        typer.echo(out.model_dump_json(indent=2))
+    elif wait:
+        for o in out.results or []:
+            typer.echo(f"  {o.get('kind')}: {o.get('sop_instance_uid')} (series {o.get('series_uid')})")
+        if out.reason:
+            typer.echo(f"  reason: {out.reason}")
+    if wait and state == RequestState.FAILED:
+        raise typer.Exit(1)
+
+
 config_app = typer.Typer(no_args_is_help=True, help="Check or show the node configuration.")
 
 
@@ -255,5 +324,6 @@ def register(app: typer.Typer) -> None:
     app.command(help=echo.__doc__)(echo)
     app.command(help=jobs.__doc__)(jobs)
     app.command(help=series.__doc__)(series)
+    app.command(help=request.__doc__)(request)
     app.add_typer(config_app, name="config")
     app.add_typer(db_app, name="db")

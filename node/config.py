@@ -194,6 +194,35 @@ class StowDestinationConfig(_Strict):
 DestinationConfig = Annotated[CStoreDestinationConfig | StowDestinationConfig, Field(discriminator="type")]
 
 
+class DicomwebSourceConfig(_Strict):
+    """A ``sources:`` entry: a DICOMweb service the node retrieves studies from (QIDO-RS + WADO-RS)
+    for inference requests (node/retrieve/dicomweb.py). Same connection settings as a STOW destination."""
+
+    type: Literal["dicomweb"]
+    name: str = Field(min_length=1, max_length=64)
+    url: str = Field(pattern=r"^https?://")  # service root, e.g. http://pacs:8042/dicom-web
+    # Sent as the Authorization header, e.g. "Bearer ${PACS_TOKEN}" (use an env reference).
+    auth_header: SecretStr | None = None
+    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    verify_tls: bool = True  # check the https:// server's certificate
+    ca_file: Path | None = None  # CA bundle for that check (default: the system's)
+    # A source that cannot be reached (connection refused, timeout, HTTP 5xx) is tried this many
+    # times in all, the delay doubling from retry_backoff_seconds up to max_backoff_seconds;
+    # then the request fails with the last error as its reason.
+    max_attempts: Annotated[int, Field(ge=1)] = 5
+    retry_backoff_seconds: Annotated[float, Field(ge=0)] = 10.0
+    max_backoff_seconds: Annotated[float, Field(gt=0)] = 300.0
+
+
+# One type for now; item 3 of issue 15 (dimse) makes this a union discriminated by "type".
+SourceConfig = DicomwebSourceConfig
+
+
+class RetrieveConfig(_Strict):
+    # How often queued inference requests are looked at (retrieval, then progress of their jobs).
+    sweep_interval_seconds: Annotated[float, Field(gt=0)] = 2.0
+
+
 class DeliveryConfig(_Strict):
     max_attempts: Annotated[int, Field(ge=1)] = 20
     retry_backoff_seconds: Annotated[float, Field(ge=0)] = 10.0
@@ -249,6 +278,8 @@ class NodeConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     destinations: list[DestinationConfig] = Field(default_factory=list)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    sources: list[SourceConfig] = Field(default_factory=list)
+    retrieve: RetrieveConfig = Field(default_factory=RetrieveConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
@@ -274,6 +305,14 @@ class NodeConfig(_Strict):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"destinations: duplicate name(s) {sorted(dup)}")
+        return self
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> "NodeConfig":
+        names = [s.name for s in self.sources]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"sources: duplicate name(s) {sorted(dup)}")
         return self
 
     def resolve(self, p: Path) -> Path:

@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from node.deliver.outbox import Outbox
 from node.job.stages import build_stages
 from node.job.worker import Worker
 from node.receive.scp import StorageSCP
+from node.retrieve.dicomweb import RequestRunner
 from node.security import audit as A
 from node.security.startup import api_ssl_factory, build_authenticator, record_config_load, security_warnings
 from node.series.completion import sweep
@@ -50,6 +52,9 @@ class NodeService:
                    stages=self.stages, files=self.core.files)
             for _ in range(cfg.jobs.workers)
         ]
+        # Inference requests: retrieval from cfg.sources, then following their jobs.
+        self.requests = RequestRunner(self.core.sessions, self.core.store, cfg.sources, resolve=cfg.resolve,
+                                      owner=cfg.dicom.ae_title)
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._api_server: Any = None
         self._stopped = threading.Event()
@@ -67,6 +72,7 @@ class NodeService:
         with self.core.sessions.begin() as s:
             s.execute(update(Series).where(Series.state == SeriesState.RECEIVING).values(last_received_at=utcnow()))
         if self.single_node:
+            self.requests.recover()  # a retrieval cut short continues at once (skipping what is stored)
             n = self.queue.requeue_all_running()
         else:
             n = self.queue.requeue_expired()
@@ -114,6 +120,8 @@ class NodeService:
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(self.queue.requeue_expired, "interval", seconds=max(5.0, self.cfg.jobs.lease_seconds / 4),
                                id="lease-sweep", max_instances=1, coalesce=True)
+        self.scheduler.add_job(self.requests.run_due, "interval", seconds=self.cfg.retrieve.sweep_interval_seconds,
+                               id="inference-requests", max_instances=1, coalesce=True)
         if self.cfg.destinations:
             self.scheduler.add_job(self.outbox.run_due, "interval", seconds=self.cfg.delivery.sweep_interval_seconds,
                                    id="delivery-retry", max_instances=1, coalesce=True)
@@ -143,7 +151,9 @@ class NodeService:
         app = create_app(self.core.sessions, self.core.files.root, lambda: self.scp.running,
                          min_free_mb=self.cfg.storage.min_free_mb,
                          workers=lambda: (sum(w.alive for w in self.workers), len(self.workers)),
-                         auth=self.authenticator, audit=self.audit)
+                         auth=self.authenticator, audit=self.audit,
+                         sources=[x.name for x in self.cfg.sources],
+                         destinations=[d.name for d in self.cfg.destinations], on_request=self._request_queued)
         # log_config=None: uvicorn's errors go to our handler (JSON, one line each), not its own text one.
         config = uvicorn.Config(app, host=self.cfg.api.host, port=self.cfg.api.port, log_level="warning",
                                 access_log=False, log_config=None,
@@ -152,6 +162,13 @@ class NodeService:
         self._api_server = uvicorn.Server(config)
         self._api_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         threading.Thread(target=self._api_server.run, name="api", daemon=True).start()
+
+    def _request_queued(self) -> None:
+        """A new inference request: run the request sweep now rather than at its next interval."""
+        try:
+            self.scheduler.modify_job("inference-requests", next_run_time=datetime.now(timezone.utc))
+        except Exception:  # the scheduler is stopping: the request waits for the next start
+            pass
 
     def stop(self) -> None:
         if self._stopped.is_set():

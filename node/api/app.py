@@ -1,10 +1,10 @@
-"""FastAPI application: /health, /ready, /metrics, /api/jobs, /api/series."""
+"""FastAPI application: /health, /ready, /metrics, /api/jobs, /api/series, /api/inference-requests."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Collection, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import node
 from node import metrics
 from node.api.health import HealthSources, health_router
+from node.api.requests import requests_router
 from node.api.auth import Authenticator, AuthMiddleware, Principal, document_security
 from node.db.models import Job, Review, Series
 from node.security import audit as A
@@ -109,7 +110,9 @@ def latest_reviews(s: Session, job_ids: list[int]) -> dict[int, Review]:
 
 def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Callable[[], bool], *,
                min_free_mb: int = 0, workers: Callable[[], tuple[int, int]] | None = None,
-               auth: Authenticator | None = None, audit: A.AuditLog | None = None) -> FastAPI:
+               auth: Authenticator | None = None, audit: A.AuditLog | None = None,
+               sources: Collection[str] = (), destinations: Collection[str] = (),
+               on_request: Callable[[], None] | None = None) -> FastAPI:
     """The API. ``auth`` None: authentication required and no credentials configured, so every
     endpoint but /health and /ready answers 401 (secure by default)."""
     app = FastAPI(title="LGE AI node", version=node.__version__,
@@ -119,6 +122,8 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
 
     # Liveness and readiness (node/api/health.py): public, they report states, not data.
     app.include_router(health_router(HealthSources(sessions, Path(store_root), scp_alive, min_free_mb, workers)))
+    # Inference requests (node/api/requests.py): retrieve a study from a configured source.
+    app.include_router(requests_router(sessions, sources, destinations, on_request))
 
     @app.get("/metrics")
     def prometheus() -> Response:

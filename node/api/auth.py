@@ -4,11 +4,11 @@ Clients send ``Authorization: Bearer <JWT or API key>`` or ``X-API-Key: <key>``.
 compared by their SHA-256 (the node keeps no key in memory). JWTs are verified with PyJWT
 against the issuer's JWKS (found through OIDC discovery unless ``jwks_url`` is set): signature
 with an asymmetric algorithm only, ``iss``, ``aud``, ``exp`` (required), ``nbf``/``iat``.
-Roles (``read``, ``review``, ``admin``) come from the key's config or the token's roles claim.
+Roles (``read``, ``review``, ``request``, ``admin``) come from the key's config or the token's roles claim.
 
 `AuthMiddleware` enforces the policy for every route, deny by default: only ``/health`` and
 ``/ready`` (and ``/metrics``, ``/docs`` when configured public) are open. GET needs ``read``,
-``POST /api/jobs/{id}/review`` needs ``review``, anything else needs ``admin`` (which may do
+``POST /api/jobs/{id}/review`` needs ``review``, ``POST /api/inference-requests`` needs ``request``, anything else needs ``admin`` (which may do
 everything). The verified identity is put in ``request.state.principal``: the review route
 records it as the reviewer, whatever the request body says. Every decision is audited.
 """
@@ -48,6 +48,7 @@ MIN_KEY_LENGTH = 16
 ALWAYS_PUBLIC = frozenset({"/health", "/ready"})
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 _REVIEW_PATH = re.compile(r"^/api/jobs/[^/]+/review$")
+INFERENCE_REQUESTS_PATH = "/api/inference-requests"
 _JOB_PATH = re.compile(r"^/api/jobs/([^/]+)(/reviews)?$")
 
 
@@ -247,6 +248,8 @@ def required_role(method: str, path: str) -> str:
         return "read"
     if method == "POST" and _REVIEW_PATH.match(path):
         return "review"
+    if method == "POST" and path == INFERENCE_REQUESTS_PATH:
+        return "request"
     return "admin"
 
 

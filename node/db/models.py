@@ -146,3 +146,48 @@ class Review(Base):
     # What the reader saw when deciding (SEG version, SR, figures), as sent by the viewer.
     shown: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RequestState:
+    """Stages of an inference request, in order; ``done`` and ``failed`` are final."""
+
+    QUEUED = "queued"
+    QUERYING = "querying"  # QIDO-RS: which series and instances the source holds
+    RETRIEVING = "retrieving"  # WADO-RS, instance by instance, into the store
+    STORED = "stored"  # every instance stored; waiting for series completion and selection
+    PROCESSING = "processing"  # jobs exist for the selected series
+    DONE = "done"
+    FAILED = "failed"
+    ACTIVE = (QUEUED, QUERYING, RETRIEVING, STORED, PROCESSING)
+    RETRIEVAL = (QUEUED, QUERYING, RETRIEVING)
+
+
+class InferenceRequest(Base):
+    """A request to retrieve a study from a configured source and run the usual jobs on it."""
+
+    __tablename__ = "inference_requests"
+    __table_args__ = (Index("ix_inference_requests_state_next", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[str | None] = mapped_column(String(128), index=True)  # the caller's own id
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    series_uids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # None: every series
+    source: Mapped[str] = mapped_column(String(64))
+    destinations: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default=RequestState.QUEUED)
+    # When each stage was entered ({"queued": iso time, "querying": ...}).
+    stages: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The series the source listed (QIDO-RS) and that were retrieved.
+    found_series: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    instances_expected: Mapped[int | None] = mapped_column(Integer)
+    instances_retrieved: Mapped[int] = mapped_column(Integer, default=0)  # stored now or already
+    instances_already_stored: Mapped[int] = mapped_column(Integer, default=0)  # skipped: in the index
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    job_ids: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    results: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)  # SEG/SR/PDF UIDs
+    reason: Mapped[str | None] = mapped_column(Text)  # failure reason, or the last retried error
+    principal: Mapped[str | None] = mapped_column(String(128))  # who asked (API identity or cli:user)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

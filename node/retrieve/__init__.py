@@ -1,0 +1,1 @@
+"""Retrieve: studies pulled from a source (DICOMweb) for inference requests, the stage before store."""
