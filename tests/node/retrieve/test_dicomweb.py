@@ -1,0 +1,217 @@
+"""Inference requests against a real Orthanc (DICOMweb plugin): the study is uploaded to Orthanc
+only (its REST API), the node retrieves it by QIDO-RS + WADO-RS into its store through the
+C-STORE ingest path, and the usual jobs produce SEG + SR (delivered back by STOW-RS). Also: a
+study Orthanc does not have, a source that is down, and a retrieval that resumes."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+import pydicom
+import pytest
+import requests as http
+
+from node.db.models import InferenceRequest, Instance
+from tests.conftest import free_port
+from tests.support.orthanc import start_orthanc
+
+pytestmark = [pytest.mark.orthanc]
+
+KEY = "ris-key-0123456789abcdef"
+
+
+def upload(orthanc, files: list[Path]) -> None:  # type: ignore[no-untyped-def]
+    """Put files into Orthanc by its REST API (POST /instances), not through the node."""
+    for f in files:
+        req = urllib.request.Request(orthanc.url + "/instances", data=f.read_bytes(), method="POST",
+                                     headers={"Content-Type": "application/dicom"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 200
+
+
+def source(url: str, **kw) -> dict:  # type: ignore[no-untyped-def]
+    return {"type": "dicomweb", "name": "pacs", "url": url, "retry_backoff_seconds": 0.05, **kw}
+
+
+def runner_for(node_config, url: str, **kw):  # type: ignore[no-untyped-def]
+    from node.config import DicomwebSourceConfig
+    from node.core import build_core
+    from node.retrieve.dicomweb import RequestRunner
+
+    cfg = node_config().model_copy(update={"sources": [DicomwebSourceConfig.model_validate(source(url, **kw))]})
+    core = build_core(cfg)
+    return core, RequestRunner(core.sessions, core.store, cfg.sources)
+
+
+def queue(core, study: str, **kw) -> int:  # type: ignore[no-untyped-def]
+    from node.api.requests import InferenceRequestIn, queue_request
+
+    return queue_request(core.sessions, InferenceRequestIn(study_uid=study, source="pacs", **kw), "test")
+
+
+def record(core, rid: int) -> InferenceRequest:  # type: ignore[no-untyped-def]
+    with core.sessions() as s:
+        r = s.get(InferenceRequest, rid)
+        assert r is not None
+        return r
+
+
+def study_of(files: list[Path]) -> tuple[str, str]:
+    ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path):  # type: ignore[no-untyped-def]
+    server = start_orthanc(tmp_path / "orthanc")
+    yield server
+    server.stop()
+
+
+def test_study_not_on_the_source_fails_with_the_reason(node_config, orthanc) -> None:  # type: ignore[no-untyped-def]
+    core, runner = runner_for(node_config, orthanc.dicomweb_url)
+    rid = queue(core, "1.2.826.0.1.3680043.8.498.999999")
+    assert runner.run_due() == 1
+    r = record(core, rid)
+    assert r.state == "failed"
+    assert r.reason == "study 1.2.826.0.1.3680043.8.498.999999 not found on source 'pacs' (QIDO-RS lists no series)"
+    assert list(r.stages) == ["queued", "querying", "failed"]
+    assert runner.run_due() == 0  # final: not tried again
+
+
+def test_source_down_is_retried_with_backoff_then_fails(node_config, study_series) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()  # nothing listens there
+    core, runner = runner_for(node_config, f"http://127.0.0.1:{port}/dicom-web", max_attempts=3,
+                              retry_backoff_seconds=0.2, max_backoff_seconds=0.3, timeout_seconds=5)
+    study, _ = study_of(sorted(study_series["lge"].glob("*.dcm")))
+    rid = queue(core, study)
+    assert runner.run_due() == 1
+    r = record(core, rid)
+    assert r.state == "querying" and r.attempts == 1
+    assert r.reason.startswith("attempt 1 of 3 failed, retrying in 0.2 s: QIDO-RS series of the study on source "
+                               "'pacs': ConnectionError")
+    assert runner.run_due() == 0  # not due before its backoff
+    tries = 1
+    deadline = time.time() + 10
+    while record(core, rid).state != "failed" and time.time() < deadline:
+        tries += runner.run_due()
+        time.sleep(0.05)
+    r = record(core, rid)
+    assert tries == 3 and r.state == "failed" and r.attempts == 3
+    assert r.reason.startswith("source 'pacs' failed 3 time(s) in a row; last error: QIDO-RS series of the study "
+                               "on source 'pacs': ConnectionError")
+    assert r.instances_retrieved == 0
+
+
+def test_retrieval_resumes_without_storing_anything_twice(node_config, orthanc, study_series) -> None:  # type: ignore[no-untyped-def]
+    from node.receive.header import parse_header
+
+    lge = sorted(study_series["lge"].glob("*.dcm"))
+    upload(orthanc, lge)
+    core, runner = runner_for(node_config, orthanc.dicomweb_url)
+    study, series = study_of(lge)
+    # A first attempt stored part of the series before the node died: those are in the index.
+    half = lge[: len(lge) // 2]
+    for f in half:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        data = f.read_bytes()
+        h = parse_header(data, affected_sop_class=str(ds.SOPClassUID), affected_sop_instance=str(ds.SOPInstanceUID),
+                         transfer_syntax=str(ds.file_meta.TransferSyntaxUID))
+        assert not core.store.ingest(h, data, "STORESCU").duplicate
+    rid = queue(core, study, series_uids=[series])
+    with core.sessions.begin() as s:  # ... in the middle of its retrieval
+        s.get(InferenceRequest, rid).state = "retrieving"
+    assert runner.recover() == 1
+    ingested: list[str] = []
+    real = core.store.ingest
+
+    def counting(header, data, ae):  # type: ignore[no-untyped-def]
+        res = real(header, data, ae)
+        ingested.append(header.sop_instance_uid)
+        assert not res.duplicate, "an instance already stored was fetched and stored again"
+        return res
+
+    core.store.ingest = counting  # type: ignore[method-assign]
+    assert runner.run_due() == 1
+    r = record(core, rid)
+    assert r.state == "stored", r.reason
+    assert r.instances_expected == len(lge) and r.instances_retrieved == len(lge)
+    assert r.instances_already_stored == len(half) and len(ingested) == len(lge) - len(half)
+    assert r.found_series == [series]
+    with core.sessions() as s:
+        assert s.query(Instance).filter_by(series_uid=series).count() == len(lge)
+    assert len(list((core.files.root).rglob("*.dcm"))) == len(lge)
+    # A second request for the same study fetches nothing.
+    rid2 = queue(core, study)
+    ingested.clear()
+    runner.run_due()
+    assert ingested == [] and record(core, rid2).instances_already_stored == len(lge)
+    core.engine.dispose()
+
+
+@pytest.mark.slow
+def test_inference_request_over_the_api_retrieves_processes_and_delivers(node_config, study_series, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from node.api.auth import sha256_hex
+    from node.config import NodeConfig
+    from node.service import NodeService
+    from tests.node.test_e2e_orthanc import check_results, weights_dir
+    from dicomweb_client.api import DICOMwebClient
+
+    orthanc = start_orthanc(tmp_path / "orthanc")
+    try:
+        lge = sorted(study_series["lge"].glob("*.dcm"))
+        cine = sorted(study_series["cine"].glob("*.dcm"))
+        upload(orthanc, lge + cine)
+        api_port = free_port()
+        base = node_config(series={"idle_seconds": 1.0, "sweep_interval_seconds": 0.3},
+                           delivery={"retry_backoff_seconds": 1.0, "sweep_interval_seconds": 0.5},
+                           model={"weights_dir": str(weights_dir())} if weights_dir() else {},
+                           api={"enabled": True, "port": api_port,
+                                "auth": {"api_keys": [{"name": "ris", "key_sha256": sha256_hex(KEY),
+                                                       "roles": ["request", "read"]}]}},
+                           retrieve={"sweep_interval_seconds": 0.5})
+        extra = NodeConfig.model_validate({"dicom": {"allow_any_peer": True},
+                                           "destinations": [{"type": "stow", "name": "pacs-web", "url": orthanc.dicomweb_url}],
+                                           "sources": [source(orthanc.dicomweb_url)]})
+        cfg = base.model_copy(update={"destinations": extra.destinations, "sources": extra.sources})
+        service = NodeService(cfg)
+        service.start()
+        try:
+            api = f"http://127.0.0.1:{api_port}"
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                try:
+                    if http.get(api + "/health", timeout=2).ok:
+                        break
+                except http.ConnectionError:
+                    time.sleep(0.2)
+            study, lge_series = study_of(lge)
+            body = {"study_uid": study, "source": "pacs", "transaction_id": "ris-1"}
+            assert http.post(api + "/api/inference-requests", json=body, timeout=10).status_code == 401
+            r = http.post(api + "/api/inference-requests", json=body, headers={"X-API-Key": KEY}, timeout=10)
+            assert r.status_code == 202, r.text
+            rid = r.json()["id"]
+            deadline = time.time() + 300
+            got: dict = {}
+            while time.time() < deadline:
+                got = http.get(f"{api}/api/inference-requests/{rid}", headers={"X-API-Key": KEY}, timeout=10).json()
+                if got["state"] in ("done", "failed"):
+                    break
+                time.sleep(0.5)
+            assert got["state"] == "done", got
+            assert got["instances_expected"] == len(lge) + len(cine) == got["instances_retrieved"]
+            assert set(got["stages"]) >= {"queued", "querying", "retrieving", "stored", "processing", "done"}
+            kinds = {o["kind"] for o in got["results"]}
+            assert {"seg", "sr"} <= kinds and all(o["series_uid"] and o["sop_instance_uid"] for o in got["results"])
+            assert got["principal"] == "ris" and got["reason"] is None
+            # SEG + SR (and PDF) were delivered to Orthanc by STOW-RS, and are the ones the request names.
+            client = DICOMwebClient(orthanc.dicomweb_url)
+            check_results(client, study, lge_series)
+            in_orthanc = {i["00080018"]["Value"][0] for i in client.search_for_instances(study_instance_uid=study)}
+            assert {o["sop_instance_uid"] for o in got["results"]} <= in_orthanc
+        finally:
+            service.stop()
+    finally:
+        orthanc.stop()
