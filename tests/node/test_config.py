@@ -25,7 +25,7 @@ def test_example_config_is_valid_and_documented() -> None:
         if section == "base_dir":
             continue
         assert f"\n{section}:" in text, section
-        if section == "destinations":
+        if section in ("destinations", "sources"):
             continue
         for key in type(model).model_fields:
             assert f"  {key}:" in text, f"{section}.{key} missing from config/node.yaml"
@@ -67,6 +67,17 @@ def test_embedded_defaults_load() -> None:
         ("dicom:\n  allow_any_peer: true\nselection:\n  min_slices: 12\n  max_slices: 8\n",
          "min_slices (12) is greater than max_slices (8)"),
         ("dicom:\n  allowed_peers: [{ae_title: PACS, host: pacs.example.org}]\n", "dicom.allowed_peers.0.host"),
+        # Inference-request sources.
+        ("dicom:\n  allow_any_peer: true\nsources:\n  - {type: dicomweb, name: pacs, url: 'ftp://x'}\n",
+         "sources.0.url"),
+        ("dicom:\n  allow_any_peer: true\nsources:\n  - {type: dimse, name: pacs, url: 'http://x'}\n",
+         "sources.0.type"),
+        ("dicom:\n  allow_any_peer: true\nsources:\n  - {type: dicomweb, name: pacs, url: 'http://x', max_attempts: 0}\n",
+         "sources.0.max_attempts"),
+        ("dicom:\n  allow_any_peer: true\nsources:\n  - {type: dicomweb, name: pacs, url: 'http://a'}\n"
+         "  - {type: dicomweb, name: pacs, url: 'http://b'}\n", "sources: duplicate name(s) ['pacs']"),
+        ("dicom:\n  allow_any_peer: true\nsources:\n  - {type: dicomweb, name: pacs, url: 'http://a', "
+         "auth_header: 'Bearer ${LGENODE_TEST_UNSET_TOKEN}'}\n", "LGENODE_TEST_UNSET_TOKEN is not set"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -129,11 +140,22 @@ def test_config_reference_documents_every_key() -> None:
     for section, field in NodeConfig.model_fields.items():
         if section == "base_dir":
             continue
-        if section == "destinations":
-            assert "`destinations`" in doc
+        if section in ("destinations", "sources"):
+            assert f"`{section}`" in doc
             continue
         for key in field.annotation.model_fields:  # type: ignore[union-attr]
             assert f"`{section}.{key}`" in doc, f"{section}.{key} not documented in config/README.md"
+
+
+def test_source_auth_header_comes_from_the_environment_and_is_never_shown(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("dicom:\n  allow_any_peer: true\nsources:\n  - type: dicomweb\n    name: pacs\n"
+                 "    url: https://pacs.example.org/dicom-web\n    auth_header: 'Bearer ${PACS_TOKEN}'\n")
+    cfg = load_config(p, environ={"PACS_TOKEN": "s3cret-token"})
+    src = cfg.sources[0]
+    assert src.auth_header is not None and src.auth_header.get_secret_value() == "Bearer s3cret-token"
+    assert src.verify_tls and src.max_attempts == 5 and cfg.retrieve.sweep_interval_seconds == 2.0
+    assert "s3cret" not in cfg.model_dump_json() and "s3cret" not in repr(cfg)
 
 
 def test_docker_config_is_valid() -> None:
