@@ -202,7 +202,7 @@ def request(
     source: Annotated[str, typer.Option("--source", help="A source named in the config's sources: list.")],
     config: ConfigOpt = None,
     series_uids: Annotated[Optional[list[str]], typer.Option("--series", help="Only this series (repeatable; default: all).")] = None,
-    destinations: Annotated[Optional[list[str]], typer.Option("--destination", help="A configured destination, recorded with the request (repeatable).")] = None,
+    destinations: Annotated[Optional[list[str]], typer.Option("--destination", help="Send the results to this configured destination only (repeatable; default: all).")] = None,
     priority: Annotated[int, typer.Option(help="Higher is retrieved first (-100..100).")] = 0,
     transaction_id: Annotated[Optional[str], typer.Option("--transaction-id", help="Your own id for the request.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the request is done or failed; exit 1 if it failed.")] = False,

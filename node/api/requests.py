@@ -35,7 +35,7 @@ class InferenceRequestIn(BaseModel):
                                           description="Only these series of the study (default: all)")
     source: str = Field(min_length=1, max_length=64, description="A configured source (node.yaml sources:)")
     destinations: list[str] | None = Field(default=None, max_length=32,
-                                           description="Configured destinations, recorded with the request")
+                                           description="Configured destinations for the results (default: all)")
     priority: int = Field(default=0, ge=-100, le=100, description="Higher is retrieved first")
     transaction_id: str | None = Field(default=None, max_length=128, description="The caller's own id")
 

@@ -62,11 +62,14 @@ class Outbox:
         self.audit = audit or A.NULL_AUDIT
         self.our_ae = cfg.dicom.ae_title
 
-    def enqueue(self, job_id: int, objects: Sequence[OutgoingObject]) -> int:
-        """One pending row per (object, destination); re-enqueueing the same job is a no-op."""
+    def enqueue(self, job_id: int, objects: Sequence[OutgoingObject], only: Sequence[str] | None = None) -> int:
+        """One pending row per (object, destination); re-enqueueing the same job is a no-op.
+        ``only``: these destinations rather than all (an inference request that named them)."""
         n = 0
         now = utcnow()
         for name in self.destinations:
+            if only is not None and name not in only:
+                continue
             for obj in objects:
                 try:
                     with self.sessions.begin() as s:

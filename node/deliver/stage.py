@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from node.deliver.outbox import Outbox
 from node.job.handover import Deliverable, JobRun
+from node.retrieve.dicomweb import requested_destinations
 
 D = TypeVar("D", bound=Deliverable)
 
@@ -25,7 +26,9 @@ class DeliverStage:
     def __call__(self, run: JobRun, data: D) -> D:
         objects = list(data.outgoing)
         t = time.perf_counter()
-        self.outbox.enqueue(run.job.id, objects)
+        # A series retrieved for inference requests that named destinations goes to those only.
+        only = requested_destinations(run.sessions, run.job.study_uid, run.job.series_uid)
+        self.outbox.enqueue(run.job.id, objects, only=only)
         delivered = self.outbox.run_due(job_id=run.job.id)
         key = "_".join(o.kind for o in objects) or "nothing"
         run.result["delivered_on_first_try"] = run.result.get("delivered_on_first_try", 0) + delivered

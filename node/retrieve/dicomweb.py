@@ -294,3 +294,20 @@ class RequestRunner:
         results = [{**o, "job_id": j.id} for j in jobs for o in (j.result or {}).get("objects", [])]
         self._set(rid, state=RequestState.DONE, job_ids=job_ids, results=results, reason=None)
         log.info("inference request done", extra={"request_id": rid, "jobs": job_ids})
+
+
+def requested_destinations(sessions: sessionmaker[Session], study_uid: str, series_uid: str) -> list[str] | None:
+    """Where a job's results go when its series was retrieved for inference requests: the union
+    of the destinations they named, or None (every configured destination) when there is no such
+    request or one of them named none."""
+    with sessions() as s:
+        reqs = list(s.scalars(select(InferenceRequest).where(
+            InferenceRequest.study_uid == study_uid, InferenceRequest.state != RequestState.FAILED)))
+    named: set[str] = set()
+    for r in reqs:
+        if series_uid not in (r.found_series or []):
+            continue
+        if not r.destinations:
+            return None
+        named |= set(r.destinations)
+    return sorted(named) if named else None

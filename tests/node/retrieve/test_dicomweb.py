@@ -173,7 +173,10 @@ def test_inference_request_over_the_api_retrieves_processes_and_delivers(node_co
                                                        "roles": ["request", "read"]}]}},
                            retrieve={"sweep_interval_seconds": 0.5})
         extra = NodeConfig.model_validate({"dicom": {"allow_any_peer": True},
-                                           "destinations": [{"type": "stow", "name": "pacs-web", "url": orthanc.dicomweb_url}],
+                                           "destinations": [{"type": "stow", "name": "pacs-web", "url": orthanc.dicomweb_url},
+                                                            # not named by the request: gets nothing
+                                                            {"type": "stow", "name": "archive",
+                                                             "url": f"http://127.0.0.1:{free_port()}/dicom-web"}],
                                            "sources": [source(orthanc.dicomweb_url)]})
         cfg = base.model_copy(update={"destinations": extra.destinations, "sources": extra.sources})
         service = NodeService(cfg)
@@ -188,7 +191,7 @@ def test_inference_request_over_the_api_retrieves_processes_and_delivers(node_co
                 except http.ConnectionError:
                     time.sleep(0.2)
             study, lge_series = study_of(lge)
-            body = {"study_uid": study, "source": "pacs", "transaction_id": "ris-1"}
+            body = {"study_uid": study, "source": "pacs", "transaction_id": "ris-1", "destinations": ["pacs-web"]}
             assert http.post(api + "/api/inference-requests", json=body, timeout=10).status_code == 401
             r = http.post(api + "/api/inference-requests", json=body, headers={"X-API-Key": KEY}, timeout=10)
             assert r.status_code == 202, r.text
@@ -211,6 +214,10 @@ def test_inference_request_over_the_api_retrieves_processes_and_delivers(node_co
             check_results(client, study, lge_series)
             in_orthanc = {i["00080018"]["Value"][0] for i in client.search_for_instances(study_instance_uid=study)}
             assert {o["sop_instance_uid"] for o in got["results"]} <= in_orthanc
+            from node.db.models import Delivery
+
+            with service.core.sessions() as s:
+                assert {d.destination for d in s.query(Delivery)} == {"pacs-web"}
         finally:
             service.stop()
     finally:
