@@ -105,3 +105,29 @@ def test_echo_and_send_say_what_went_wrong(scp) -> None:
     r = subprocess.run([LGENODE, "send", "--port", str(closed), get_testdata_file("MR_small.dcm")],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "connection refused" in r.stderr
+
+
+def test_request_queues_an_inference_request_in_the_database(core, tmp_path: Path) -> None:
+    from node.db.models import InferenceRequest
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"dicom: {{allow_any_peer: true}}\ndatabase: {{url: '{core.cfg.database_url}'}}\n"
+                   f"storage: {{root: '{core.files.root}'}}\n"
+                   "sources: [{type: dicomweb, name: pacs, url: 'http://127.0.0.1:9/dicom-web'}]\n")
+    study = "1.2.826.0.1.3680043.8.498.77"
+    r = runner.invoke(app, ["request", "--config", str(cfg), "--study", study, "--source", "other"])
+    assert r.exit_code == 2 and "unknown source 'other' (configured: ['pacs'])" in r.output
+    r = runner.invoke(app, ["request", "--config", str(cfg), "--study", "1.2.x", "--source", "pacs"])
+    assert r.exit_code == 2 and "not a valid DICOM UID" in r.output
+    r = runner.invoke(app, ["request", "--config", str(cfg), "--study", study, "--source", "pacs",
+                            "--series", study + ".1", "--priority", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout)
+    assert rec["state"] == "queued" and rec["series_uids"] == [study + ".1"] and rec["priority"] == 3
+    assert rec["principal"].startswith("cli:")
+    with core.sessions() as s:
+        assert s.get(InferenceRequest, rec["id"]).study_uid == study
+    # --wait gives up after --timeout when no node serves the request (exit 3).
+    r = runner.invoke(app, ["request", "--config", str(cfg), "--study", study, "--source", "pacs",
+                            "--wait", "--timeout", "0.5"])
+    assert r.exit_code == 3 and "still queued" in r.output
