@@ -1,6 +1,7 @@
 """The sweep that declares series complete and applies the LGE rules.
 
-A series is complete when no instance arrived for ``series.idle_seconds``. Each complete
+A series is complete when no instance arrived for ``series.idle_seconds`` (and no inference
+request is still retrieving it). Each complete
 series is either SELECTED (one job is queued for its current revision) or IGNORED with the
 reason. Safe to run concurrently on several nodes sharing one database: the state change is
 a conditional UPDATE, so only one sweeper wins a series, and the job's unique
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from node import metrics
 from node.config import NodeConfig
-from node.db.models import Instance, Job, JobKind, Series, SeriesState, utcnow
+from node.db.models import InferenceRequest, Instance, Job, JobKind, RequestState, Series, SeriesState, utcnow
 from node.infer.reviewed_seg import SEG_SOP_CLASS, classify_stored
 from node.series.selection import Verdict, evaluate
 
@@ -34,11 +35,23 @@ def sweep(sessions: sessionmaker[Session], cfg: NodeConfig, now: datetime | None
             select(Series.series_uid, Series.revision, Series.last_received_at)
             .where(Series.state == SeriesState.RECEIVING, Series.last_received_at <= cutoff)
         ).all()
+    held = being_retrieved(sessions) if idle else set()
     queued: list[str] = []
     for uid, revision, last in idle:
+        if uid in held:
+            continue  # an inference request is still retrieving it (e.g. waiting to retry its source)
         if _complete_one(sessions, cfg, uid, revision, last, now):
             queued.append(uid)
     return queued
+
+
+def being_retrieved(sessions: sessionmaker[Session]) -> set[str]:
+    """Series that an inference request has listed and is still retrieving: not complete yet,
+    however long the source takes (node/retrieve/dicomweb.py)."""
+    with sessions() as session:
+        lists = session.scalars(select(InferenceRequest.found_series).where(
+            InferenceRequest.state.in_(RequestState.RETRIEVAL), InferenceRequest.found_series.is_not(None)))
+        return {uid for uids in lists for uid in (uids or [])}
 
 
 def _complete_one(sessions: sessionmaker[Session], cfg: NodeConfig, uid: str, revision: int,

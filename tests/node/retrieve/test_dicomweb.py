@@ -222,3 +222,32 @@ def test_inference_request_over_the_api_retrieves_processes_and_delivers(node_co
             service.stop()
     finally:
         orthanc.stop()
+
+
+def test_a_series_being_retrieved_is_not_completed_while_its_source_is_retried(node_config) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from node.core import build_core
+    from node.db.models import Series, utcnow
+    from node.series.completion import sweep
+
+    cfg = node_config()
+    core = build_core(cfg)
+    study = "1.2.826.0.1.3680043.8.498.5"
+    old = utcnow() - timedelta(seconds=60)
+    with core.sessions.begin() as s:
+        s.add(Series(series_uid=study + ".1", study_uid=study, state="receiving", n_instances=3,
+                     first_received_at=old, last_received_at=old))
+    rid = queue(core, study)
+    with core.sessions.begin() as s:
+        r = s.get(InferenceRequest, rid)
+        r.state, r.found_series = "retrieving", [study + ".1"]
+    sweep(core.sessions, cfg)
+    with core.sessions() as s:
+        assert s.get(Series, study + ".1").state == "receiving"
+    with core.sessions.begin() as s:  # the source stayed down: the request failed
+        s.get(InferenceRequest, rid).state = "failed"
+    sweep(core.sessions, cfg)
+    with core.sessions() as s:
+        assert s.get(Series, study + ".1").state == "ignored"  # completed, judged like any other series
+    core.engine.dispose()
