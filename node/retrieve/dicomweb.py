@@ -97,13 +97,11 @@ class RequestRunner:
     """Runs inference requests: retrieval from their source, then the progress of their jobs."""
 
     def __init__(self, sessions: sessionmaker[Session], store: InstanceStore, sources: Sequence[DicomwebSourceConfig],
-                 *, resolve: Callable[[Path], Path] = lambda p: p, on_stored: Callable[[], None] | None = None,
-                 owner: str = "node") -> None:
+                 *, resolve: Callable[[Path], Path] = lambda p: p, owner: str = "node") -> None:
         self.sessions = sessions
         self.store = store
         self.sources = {s.name: s for s in sources}
         self.resolve = resolve
-        self.on_stored = on_stored or (lambda: None)
         self.owner = owner[:16]  # recorded as the "calling AE" of retrieved instances
 
     # -- the sweep -------------------------------------------------------------
@@ -181,7 +179,6 @@ class RequestRunner:
         self._set(rid, state=RequestState.STORED, attempts=0, reason=None)
         log.info("inference request retrieved", extra={"request_id": rid, "source": src.name,
                                                         "instances": len(plan)})
-        self.on_stored()
 
     def _query(self, client: DICOMwebClient, study: str, wanted: list[str] | None,
                source: str) -> list[tuple[str, str]]:
