@@ -48,7 +48,12 @@ STUDY_UID, SERIES_UID, SOP_UID = "0020000D", "0020000E", "00080018"
 
 
 class Unreachable(Exception):
-    """The source could not be reached or failed on its side: worth another attempt."""
+    """The source could not be reached or failed on its side: worth another attempt.
+    ``progressed``: the attempt stored something first (the count of failed attempts restarts)."""
+
+    def __init__(self, message: str, *, progressed: bool = False) -> None:
+        super().__init__(message)
+        self.progressed = progressed
 
 
 class Permanent(Exception):
@@ -157,20 +162,18 @@ class RequestRunner:
         if src is None:
             self._fail(rid, f"source {source_name!r} is not configured (sources: {sorted(self.sources)})")
             return
-        progressed = False
         try:
             client = source_client(src, self.resolve)
             self._set(rid, state=RequestState.QUERYING)
             plan = self._query(client, study, wanted, src.name)
             self._set(rid, state=RequestState.RETRIEVING, found_series=sorted({se for se, _ in plan}),
                       instances_expected=len(plan))
-            progressed = self._fetch(client, rid, study, plan, src.name)
+            self._fetch(client, rid, study, plan, src.name)
         except Permanent as exc:
             self._fail(rid, str(exc))
             return
         except Unreachable as exc:
-            attempts = 0 if progressed else attempts
-            self._retry_or_fail(rid, src, attempts + 1, str(exc))
+            self._retry_or_fail(rid, src, (0 if exc.progressed else attempts) + 1, str(exc))
             return
         except Exception as exc:  # a bug or a database failure: retried like an outage, reason kept
             log.exception("inference request retrieval failed", extra={"request_id": rid})
@@ -204,8 +207,8 @@ class RequestRunner:
         return plan
 
     def _fetch(self, client: DICOMwebClient, rid: int, study: str, plan: Iterable[tuple[str, str]],
-               source: str) -> bool:
-        """WADO-RS each instance of ``plan`` not yet indexed and store it. True if anything new was stored."""
+               source: str) -> None:
+        """WADO-RS each instance of ``plan`` not yet indexed and store it."""
         plan = list(plan)
         with self.sessions() as s:
             indexed = set(s.scalars(select(Instance.sop_instance_uid).where(Instance.study_uid == study)))
@@ -219,8 +222,8 @@ class RequestRunner:
             except requests.RequestException as exc:
                 self._set(rid, instances_retrieved=done)
                 err = _http_error(exc, f"WADO-RS instance {sop} from source {source!r}")
-                if stored_new:
-                    raise Unreachable(str(err)) from None  # progress was made: the next attempt continues
+                if isinstance(err, Unreachable) and stored_new:
+                    raise Unreachable(str(err), progressed=True) from None  # the next attempt continues
                 raise err from None
             try:
                 data, sop_class, tsx = encode_part10(ds)
@@ -236,7 +239,6 @@ class RequestRunner:
             if i % PROGRESS_EVERY == 0:
                 self._set(rid, instances_retrieved=done, next_attempt_at=utcnow() + LEASE)
         self._set(rid, instances_retrieved=done)
-        return stored_new > 0
 
     def _retry_or_fail(self, rid: int, src: DicomwebSourceConfig, attempts: int, error: str) -> None:
         if attempts >= src.max_attempts:

@@ -251,3 +251,42 @@ def test_a_series_being_retrieved_is_not_completed_while_its_source_is_retried(n
     with core.sessions() as s:
         assert s.get(Series, study + ".1").state == "ignored"  # completed, judged like any other series
     core.engine.dispose()
+
+
+@pytest.mark.slow
+def test_source_going_down_mid_retrieval_is_retried_and_continues(node_config, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from dicomstudy.synthetic import write_synthetic_long_series
+
+    files = sorted(write_synthetic_long_series(120, tmp_path / "series", seed=7))
+    study, series = study_of(files)
+    orthanc = start_orthanc(tmp_path / "orthanc")
+    try:
+        upload(orthanc, files)
+        core, runner = runner_for(node_config, orthanc.dicomweb_url, retry_backoff_seconds=0.1, timeout_seconds=5)
+        rid = queue(core, study)
+        t = threading.Thread(target=runner.run_due)
+        t.start()
+        deadline = time.time() + 60
+        while record(core, rid).instances_retrieved < 20 and t.is_alive() and time.time() < deadline:
+            time.sleep(0.01)
+        orthanc.stop()  # the network fault: the source disappears mid-retrieval
+        t.join(60)
+        r = record(core, rid)
+        assert r.state == "retrieving" and r.attempts == 1, (r.state, r.reason)
+        assert 20 <= r.instances_retrieved < len(files)
+        assert r.reason.startswith("attempt 1 of 5 failed, retrying in 0.1 s: WADO-RS instance ")
+        assert "from source 'pacs': " in r.reason  # then the error (connection refused or reset)
+        orthanc.start()  # back
+        time.sleep(0.15)
+        assert runner.run_due() == 1
+        r = record(core, rid)
+        assert r.state == "stored" and r.attempts == 0 and r.reason is None
+        assert r.instances_retrieved == len(files) and 20 <= r.instances_already_stored < len(files)
+        with core.sessions() as s:
+            assert s.query(Instance).filter_by(series_uid=series).count() == len(files)
+        assert len([p for p in core.files.root.rglob("*.dcm") if p.parent.name == series]) == len(files)
+        core.engine.dispose()
+    finally:
+        orthanc.stop()
