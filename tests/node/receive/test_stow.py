@@ -226,6 +226,8 @@ def test_authentication_and_the_store_role(core, tmp_path: Path, study_series) -
     assert client.post("/dicom-web/studies", content=body, headers={**headers, **BEARER}).status_code == 200
     assert client.post("/dicom-web/studies", content=body,
                        headers={**headers, "X-API-Key": ADMIN}).status_code == 200
+    api = client.get("/openapi.json", headers={"X-API-Key": ADMIN}).json()  # documented, with its media type
+    assert "multipart/related" in json.dumps(api["paths"]["/dicom-web/studies/{study}"]["post"]["requestBody"])
     alerts = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert sum(1 for a in alerts if a["EventID"]["code"] == "110113") == 3
 
