@@ -293,3 +293,10 @@ def _instances(core) -> list[Instance]:  # type: ignore[no-untyped-def]
         return list(s.scalars(select(Instance)))
 
 
+
+
+def test_stow_can_be_switched_off(core, tmp_path: Path, study_series) -> None:  # type: ignore[no-untyped-def]
+    client = TestClient(make_app(core, tmp_path / "audit.jsonl", StowReceiveConfig(enabled=False)), headers=BEARER)
+    body, headers = multipart([(sorted(study_series["lge"].glob("*.dcm"))[0].read_bytes(), "application/dicom")])
+    assert client.post("/dicom-web/studies", content=body, headers=headers).status_code == 404
+    assert not list(core.files.iter_files())
