@@ -118,7 +118,7 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
     endpoint but /health and /ready answers 401 (secure by default). With ``store``, STOW-RS in
     (node/receive/stow.py) unless ``stow.enabled`` is false."""
     app = FastAPI(title="LGE AI node", version=node.__version__,
-                  description="Cardiac LGE AI node: health, metrics, jobs and series.")
+                  description="Cardiac LGE AI node: health, metrics, jobs and series, STOW-RS in.")
     app.add_middleware(AuthMiddleware, authenticator=auth or Authenticator(), audit=audit or A.NULL_AUDIT)
     document_security(app)
 
