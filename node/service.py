@@ -143,7 +143,8 @@ class NodeService:
         app = create_app(self.core.sessions, self.core.files.root, lambda: self.scp.running,
                          min_free_mb=self.cfg.storage.min_free_mb,
                          workers=lambda: (sum(w.alive for w in self.workers), len(self.workers)),
-                         auth=self.authenticator, audit=self.audit)
+                         auth=self.authenticator, audit=self.audit,
+                         store=self.core.store, stow=self.cfg.api.stow)
         # log_config=None: uvicorn's errors go to our handler (JSON, one line each), not its own text one.
         config = uvicorn.Config(app, host=self.cfg.api.host, port=self.cfg.api.port, log_level="warning",
                                 access_log=False, log_config=None,

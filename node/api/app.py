@@ -1,4 +1,4 @@
-"""FastAPI application: /health, /ready, /metrics, /api/jobs, /api/series."""
+"""FastAPI application: /health, /ready, /metrics, /api/jobs, /api/series, STOW-RS in (/dicom-web/studies)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ import node
 from node import metrics
 from node.api.health import HealthSources, health_router
 from node.api.auth import Authenticator, AuthMiddleware, Principal, document_security
+from node.config import StowReceiveConfig
+from node.receive.stow import StowReceiver, stow_router
+from node.store.ingest import InstanceStore
 from node.db.models import Job, Review, Series
 from node.security import audit as A
 
@@ -109,16 +112,22 @@ def latest_reviews(s: Session, job_ids: list[int]) -> dict[int, Review]:
 
 def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Callable[[], bool], *,
                min_free_mb: int = 0, workers: Callable[[], tuple[int, int]] | None = None,
-               auth: Authenticator | None = None, audit: A.AuditLog | None = None) -> FastAPI:
+               auth: Authenticator | None = None, audit: A.AuditLog | None = None,
+               store: InstanceStore | None = None, stow: StowReceiveConfig | None = None) -> FastAPI:
     """The API. ``auth`` None: authentication required and no credentials configured, so every
-    endpoint but /health and /ready answers 401 (secure by default)."""
+    endpoint but /health and /ready answers 401 (secure by default). With ``store``, STOW-RS in
+    (node/receive/stow.py) unless ``stow.enabled`` is false."""
     app = FastAPI(title="LGE AI node", version=node.__version__,
-                  description="Cardiac LGE AI node: health, metrics, jobs and series.")
+                  description="Cardiac LGE AI node: health, metrics, jobs and series, STOW-RS in.")
     app.add_middleware(AuthMiddleware, authenticator=auth or Authenticator(), audit=audit or A.NULL_AUDIT)
     document_security(app)
 
     # Liveness and readiness (node/api/health.py): public, they report states, not data.
     app.include_router(health_router(HealthSources(sessions, Path(store_root), scp_alive, min_free_mb, workers)))
+
+    stow = stow or StowReceiveConfig()
+    if store is not None and stow.enabled:
+        app.include_router(stow_router(StowReceiver(store), stow.max_body_mb * 1024 * 1024))
 
     @app.get("/metrics")
     def prometheus() -> Response:

@@ -15,8 +15,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-ROLES = ("read", "review", "admin")
-Role = Literal["read", "review", "admin"]
+# store: send instances to the node by STOW-RS (a PACS pushing images), nothing else.
+ROLES = ("read", "review", "store", "admin")
+Role = Literal["read", "review", "store", "admin"]
 _KEY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
