@@ -239,12 +239,22 @@ class ModelConfig(_Strict):
     write_report: bool = True
 
 
+class StowReceiveConfig(_Strict):
+    """STOW-RS in (``POST /dicom-web/studies``, node/receive/stow.py); callers need the ``store`` role."""
+
+    enabled: bool = True
+    # Largest request body accepted (413 beyond). Instances are stored as their parts arrive, so
+    # this bounds abuse and one instance's memory, not the memory of a whole study.
+    max_body_mb: Annotated[int, Field(ge=1)] = 1024
+
+
 class ApiConfig(_Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     auth: AuthConfig = Field(default_factory=AuthConfig)
     tls: TlsServerConfig = Field(default_factory=TlsServerConfig)  # HTTPS
+    stow: StowReceiveConfig = Field(default_factory=StowReceiveConfig)
 
     @model_validator(mode="after")
     def _no_open_api_on_network(self) -> "ApiConfig":

@@ -3,6 +3,7 @@
 from prometheus_client import Counter, Gauge, Histogram
 
 INSTANCES_RECEIVED = Counter("lgenode_instances_received_total", "C-STORE requests answered", ["outcome"])
+STOW_INSTANCES = Counter("lgenode_stow_instances_total", "Instances received by STOW-RS, by outcome", ["outcome"])
 STORE_SECONDS = Histogram(
     "lgenode_store_seconds", "Time to validate, write (fsync) and index one instance",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0),

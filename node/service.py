@@ -152,6 +152,7 @@ class NodeService:
                          min_free_mb=self.cfg.storage.min_free_mb,
                          workers=lambda: (sum(w.alive for w in self.workers), len(self.workers)),
                          auth=self.authenticator, audit=self.audit,
+                         store=self.core.store, stow=self.cfg.api.stow,
                          sources=[x.name for x in self.cfg.sources],
                          destinations=[d.name for d in self.cfg.destinations], on_request=self._request_queued)
         # log_config=None: uvicorn's errors go to our handler (JSON, one line each), not its own text one.

@@ -1,4 +1,5 @@
-"""FastAPI application: /health, /ready, /metrics, /api/jobs, /api/series, /api/inference-requests."""
+"""FastAPI application: /health, /ready, /metrics, /api/jobs, /api/series, /api/inference-requests,
+STOW-RS in (/dicom-web/studies)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from node import metrics
 from node.api.health import HealthSources, health_router
 from node.api.requests import requests_router
 from node.api.auth import Authenticator, AuthMiddleware, Principal, document_security
+from node.config import StowReceiveConfig
+from node.receive.stow import StowReceiver, stow_router
+from node.store.ingest import InstanceStore
 from node.db.models import Job, Review, Series
 from node.security import audit as A
 
@@ -111,12 +115,14 @@ def latest_reviews(s: Session, job_ids: list[int]) -> dict[int, Review]:
 def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Callable[[], bool], *,
                min_free_mb: int = 0, workers: Callable[[], tuple[int, int]] | None = None,
                auth: Authenticator | None = None, audit: A.AuditLog | None = None,
+               store: InstanceStore | None = None, stow: StowReceiveConfig | None = None,
                sources: Collection[str] = (), destinations: Collection[str] = (),
                on_request: Callable[[], None] | None = None) -> FastAPI:
     """The API. ``auth`` None: authentication required and no credentials configured, so every
-    endpoint but /health and /ready answers 401 (secure by default)."""
+    endpoint but /health and /ready answers 401 (secure by default). With ``store``, STOW-RS in
+    (node/receive/stow.py) unless ``stow.enabled`` is false."""
     app = FastAPI(title="LGE AI node", version=node.__version__,
-                  description="Cardiac LGE AI node: health, metrics, jobs and series.")
+                  description="Cardiac LGE AI node: health, metrics, jobs and series, STOW-RS in, inference requests.")
     app.add_middleware(AuthMiddleware, authenticator=auth or Authenticator(), audit=audit or A.NULL_AUDIT)
     document_security(app)
 
@@ -124,6 +130,10 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
     app.include_router(health_router(HealthSources(sessions, Path(store_root), scp_alive, min_free_mb, workers)))
     # Inference requests (node/api/requests.py): retrieve a study from a configured source.
     app.include_router(requests_router(sessions, sources, destinations, on_request))
+
+    stow = stow or StowReceiveConfig()
+    if store is not None and stow.enabled:
+        app.include_router(stow_router(StowReceiver(store), stow.max_body_mb * 1024 * 1024))
 
     @app.get("/metrics")
     def prometheus() -> Response:

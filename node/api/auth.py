@@ -4,12 +4,14 @@ Clients send ``Authorization: Bearer <JWT or API key>`` or ``X-API-Key: <key>``.
 compared by their SHA-256 (the node keeps no key in memory). JWTs are verified with PyJWT
 against the issuer's JWKS (found through OIDC discovery unless ``jwks_url`` is set): signature
 with an asymmetric algorithm only, ``iss``, ``aud``, ``exp`` (required), ``nbf``/``iat``.
-Roles (``read``, ``review``, ``request``, ``admin``) come from the key's config or the token's roles claim.
+Roles (``read``, ``review``, ``store``, ``request``, ``admin``) come from the key's config or the token's roles claim.
 
 `AuthMiddleware` enforces the policy for every route, deny by default: only ``/health`` and
 ``/ready`` (and ``/metrics``, ``/docs`` when configured public) are open. GET needs ``read``,
-``POST /api/jobs/{id}/review`` needs ``review``, ``POST /api/inference-requests`` needs ``request``, anything else needs ``admin`` (which may do
-everything). The verified identity is put in ``request.state.principal``: the review route
+``POST /api/jobs/{id}/review`` needs ``review``, ``POST /dicom-web/studies[/{study}]`` (STOW-RS
+in) needs ``store`` (a sending PACS gets that role and no other), ``POST /api/inference-requests``
+needs ``request``, anything else needs ``admin``
+(which may do everything). The verified identity is put in ``request.state.principal``: the review route
 records it as the reviewer, whatever the request body says. Every decision is audited.
 """
 
@@ -50,6 +52,7 @@ DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.js
 _REVIEW_PATH = re.compile(r"^/api/jobs/[^/]+/review$")
 INFERENCE_REQUESTS_PATH = "/api/inference-requests"
 _JOB_PATH = re.compile(r"^/api/jobs/([^/]+)(/reviews)?$")
+_STOW_PATH = re.compile(r"^/dicom-web/studies(/[^/]+)?/?$")
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,8 @@ def required_role(method: str, path: str) -> str:
         return "read"
     if method == "POST" and _REVIEW_PATH.match(path):
         return "review"
+    if method == "POST" and _STOW_PATH.match(path):
+        return "store"
     if method == "POST" and path == INFERENCE_REQUESTS_PATH:
         return "request"
     return "admin"
@@ -256,6 +261,8 @@ def required_role(method: str, path: str) -> str:
 def _audit_event(method: str, path: str) -> tuple[A.Code, str, list[dict[str, Any]]]:
     """The audit event of an API request: reads of one job are accesses, other reads queries."""
     m = _JOB_PATH.match(path)
+    if method == "POST" and _STOW_PATH.match(path):
+        return A.INSTANCES_TRANSFERRED, "C", []  # as the SCP's record of an association
     if method == "POST" and _REVIEW_PATH.match(path):
         return A.INSTANCES_ACCESSED, "U", []
     if m and method in ("GET", "HEAD"):
@@ -338,11 +345,15 @@ class AuthMiddleware:
         qs = scope.get("query_string", b"").decode("latin-1")
         objects.append(A.query(f"{method} {path}" + (f"?{qs}" if qs else "")))
         outcome = A.SUCCESS if code < 400 else A.MINOR_FAILURE if code < 500 else A.SERIOUS_FAILURE
+        # A route may lower it (STOW-RS: 202, some instances refused).
+        outcome = max(outcome, int(state.get("audit_outcome", outcome)))
+        transfer = event == A.INSTANCES_TRANSFERRED
         self.audit.record(event, action=action, outcome=outcome,
                           participants=[A.participant(principal.name, requestor=True, address=address,
-                                                      alternative=principal.method),
+                                                      alternative=principal.method,
+                                                      role=A.ROLE_SOURCE if transfer else None),
                                         A.participant(self.audit.source["AuditSourceID"], requestor=False,
-                                                      role=A.ROLE_APPLICATION)],
+                                                      role=A.ROLE_DESTINATION if transfer else A.ROLE_APPLICATION)],
                           objects=objects, http_status=code, roles=sorted(principal.roles),
                           **dict(state.get("audit_detail", {})))
 

@@ -15,9 +15,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+# store: send instances to the node by STOW-RS (a PACS pushing images), nothing else.
 # request: may queue inference requests (POST /api/inference-requests), e.g. a PACS or RIS key.
-ROLES = ("read", "review", "request", "admin")
-Role = Literal["read", "review", "request", "admin"]
+ROLES = ("read", "review", "store", "request", "admin")
+Role = Literal["read", "review", "store", "request", "admin"]
 _KEY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

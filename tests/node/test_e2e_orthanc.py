@@ -5,6 +5,7 @@ dicomweb-client (QIDO/WADO) and highdicom. Runs on the synthetic study."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -144,6 +145,49 @@ def test_pacs_down_for_a_while_objects_arrive_after(node_config, study_series, t
         check_results(DICOMwebClient(orthanc.dicomweb_url), str(first.StudyInstanceUID), str(first.SeriesInstanceUID))
         with service.core.sessions() as s:
             assert {d.state for d in s.query(Delivery)} == {"delivered"}
+    finally:
+        service.stop()
+        orthanc.stop()
+
+
+def test_orthanc_pushes_by_stow_rs_and_receives_seg_sr_pdf(node_config, study_series, tmp_path: Path) -> None:
+    """Orthanc sends the study to the node by STOW-RS (its DICOMweb "Servers" setting, with an API
+    key that has the store role only); the node processes it and stores the results back."""
+    import urllib.request
+
+    import pydicom
+
+    from node.api.auth import sha256_hex
+    from node.config import ApiConfig
+    from node.db.models import Instance
+    from node.service import NodeService
+
+    key = "orthanc-stow-key-0123456789"
+    api_port = free_port()
+    web = {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "WadoRoot": "/wado", "Host": "127.0.0.1",
+           "Ssl": False,
+           "Servers": {"lgenode": {"Url": f"http://127.0.0.1:{api_port}/dicom-web/", "HttpHeaders": {"X-API-Key": key}}}}
+    orthanc = start_orthanc(tmp_path / "orthanc", modalities={}, extra_config={"DicomWeb": web})
+    cfg = node_cfg(node_config, free_port(), orthanc, "stow")
+    cfg = cfg.model_copy(update={"api": ApiConfig.model_validate(
+        {"port": api_port, "auth": {"api_keys": [{"name": "orthanc", "key_sha256": sha256_hex(key), "roles": ["store"]}]}})})
+    service = NodeService(cfg)
+    service.start()
+    try:
+        lge = sorted(study_series["lge"].glob("*.dcm"))
+        for f in lge:  # the study reaches the PACS (REST upload), not the node
+            urllib.request.urlopen(urllib.request.Request(orthanc.url + "/instances", data=f.read_bytes(),
+                                                          method="POST"), timeout=30).read()
+        assert not list(service.core.files.iter_files())
+        (study_id,) = orthanc.get_json("/studies")  # type: ignore[misc]
+        req = urllib.request.Request(orthanc.url + "/dicom-web/servers/lgenode/stow", method="POST",
+                                     data=json.dumps({"Resources": [study_id]}).encode())
+        urllib.request.urlopen(req, timeout=120).read()
+        first = pydicom.dcmread(lge[0], stop_before_pixels=True)
+        with service.core.sessions() as s:
+            rows = s.query(Instance).filter(Instance.series_uid == str(first.SeriesInstanceUID)).all()
+        assert len(rows) == len(lge) and {r.calling_ae for r in rows} == {"orthanc"}
+        check_results(DICOMwebClient(orthanc.dicomweb_url), str(first.StudyInstanceUID), str(first.SeriesInstanceUID))
     finally:
         service.stop()
         orthanc.stop()
