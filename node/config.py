@@ -214,8 +214,29 @@ class DicomwebSourceConfig(_Strict):
     max_backoff_seconds: Annotated[float, Field(gt=0)] = 300.0
 
 
-# One type for now; item 3 of issue 15 (dimse) makes this a union discriminated by "type".
-SourceConfig = DicomwebSourceConfig
+class DimseSourceConfig(_Strict):
+    """A ``sources:`` entry: a PACS without DICOMweb, queried by C-FIND and retrieved by C-GET on
+    one association that also carries the C-STORE sub-operations (node/retrieve/dimse.py). The
+    PACS must know the node's calling AE title (e.g. Orthanc's ``DicomModalities``)."""
+
+    type: Literal["dimse"]
+    name: str = Field(min_length=1, max_length=64)
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)]
+    ae_title: str  # the PACS's (called) AE title
+    calling_ae_title: str | None = None  # default: dicom.ae_title
+    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0  # network / DIMSE timeout
+    tls: TlsClientConfig = Field(default_factory=TlsClientConfig)  # DICOM TLS, as for a C-STORE destination
+    # Retried as a DICOMweb source: connection refused, association rejected/aborted, timeout.
+    max_attempts: Annotated[int, Field(ge=1)] = 5
+    retry_backoff_seconds: Annotated[float, Field(ge=0)] = 10.0
+    max_backoff_seconds: Annotated[float, Field(gt=0)] = 300.0
+
+    _ae = field_validator("ae_title", "calling_ae_title")(
+        classmethod(lambda cls, v: v if v is None else _check_ae(v)))
+
+
+SourceConfig = Annotated[DicomwebSourceConfig | DimseSourceConfig, Field(discriminator="type")]
 
 
 class RetrieveConfig(_Strict):

@@ -32,7 +32,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.config import DicomwebSourceConfig
+from node.config import DicomwebSourceConfig, DimseSourceConfig, SourceConfig
 from node.db.models import InferenceRequest, Instance, Job, JobState, RequestState, Series, SeriesState, utcnow
 from node.deliver.destinations import StowDestination
 from node.deliver.stow import make_client
@@ -98,10 +98,23 @@ def encode_part10(ds: pydicom.Dataset) -> tuple[bytes, str, str]:
     return buf.getvalue(), str(ds.SOPClassUID), str(meta.TransferSyntaxUID)
 
 
+def ingest_part10(store: InstanceStore, owner: str, data: bytes, *, sop_class: str, sop: str, tsx: str,
+                  source: str) -> None:
+    """Store one retrieved instance (Part 10 bytes) through the durable C-STORE path; a refusal
+    by the node's header checks is `Permanent`. Shared by the DICOMweb and DIMSE retrievers."""
+    try:
+        header = parse_header(data, affected_sop_class=sop_class, affected_sop_instance=sop, transfer_syntax=tsx)
+        store.ingest(header, data, owner)
+    except Refusal as exc:
+        raise Permanent(f"instance {sop} from source {source!r} refused: {exc.reason}") from None
+    except InvalidUID as exc:
+        raise Permanent(f"instance {sop} from source {source!r} refused: {exc}") from None
+
+
 class RequestRunner:
     """Runs inference requests: retrieval from their source, then the progress of their jobs."""
 
-    def __init__(self, sessions: sessionmaker[Session], store: InstanceStore, sources: Sequence[DicomwebSourceConfig],
+    def __init__(self, sessions: sessionmaker[Session], store: InstanceStore, sources: Sequence[SourceConfig],
                  *, resolve: Callable[[Path], Path] = lambda p: p, owner: str = "node") -> None:
         self.sessions = sessions
         self.store = store
@@ -163,12 +176,21 @@ class RequestRunner:
             self._fail(rid, f"source {source_name!r} is not configured (sources: {sorted(self.sources)})")
             return
         try:
-            client = source_client(src, self.resolve)
             self._set(rid, state=RequestState.QUERYING)
-            plan = self._query(client, study, wanted, src.name)
-            self._set(rid, state=RequestState.RETRIEVING, found_series=sorted({se for se, _ in plan}),
-                      instances_expected=len(plan))
-            self._fetch(client, rid, study, plan, src.name)
+            if isinstance(src, DimseSourceConfig):  # C-FIND + C-GET (node/retrieve/dimse.py)
+                from node.retrieve.dimse import DimseRetrieval
+
+                dimse = DimseRetrieval(self, src)
+                plan = dimse.query(study, wanted)
+                self._set(rid, state=RequestState.RETRIEVING, found_series=sorted({se for se, _ in plan}),
+                          instances_expected=len(plan))
+                dimse.fetch(rid, study, plan)
+            else:
+                client = source_client(src, self.resolve)
+                plan = self._query(client, study, wanted, src.name)
+                self._set(rid, state=RequestState.RETRIEVING, found_series=sorted({se for se, _ in plan}),
+                          instances_expected=len(plan))
+                self._fetch(client, rid, study, plan, src.name)
         except Permanent as exc:
             self._fail(rid, str(exc))
             return
@@ -225,22 +247,15 @@ class RequestRunner:
                 if isinstance(err, Unreachable) and stored_new:
                     raise Unreachable(str(err), progressed=True) from None  # the next attempt continues
                 raise err from None
-            try:
-                data, sop_class, tsx = encode_part10(ds)
-                header = parse_header(data, affected_sop_class=sop_class, affected_sop_instance=sop,
-                                      transfer_syntax=tsx)
-                self.store.ingest(header, data, self.owner)
-            except Refusal as exc:
-                raise Permanent(f"instance {sop} from source {source!r} refused: {exc.reason}") from None
-            except InvalidUID as exc:
-                raise Permanent(f"instance {sop} from source {source!r} refused: {exc}") from None
+            data, sop_class, tsx = encode_part10(ds)
+            ingest_part10(self.store, self.owner, data, sop_class=sop_class, sop=sop, tsx=tsx, source=source)
             done += 1
             stored_new += 1
             if i % PROGRESS_EVERY == 0:
                 self._set(rid, instances_retrieved=done, next_attempt_at=utcnow() + LEASE)
         self._set(rid, instances_retrieved=done)
 
-    def _retry_or_fail(self, rid: int, src: DicomwebSourceConfig, attempts: int, error: str) -> None:
+    def _retry_or_fail(self, rid: int, src: SourceConfig, attempts: int, error: str) -> None:
         if attempts >= src.max_attempts:
             self._fail(rid, f"source {src.name!r} failed {attempts} time(s) in a row; last error: {error}",
                        attempts=attempts)

@@ -1,0 +1,163 @@
+"""Inference requests from a `type: dimse` source against a real Orthanc (its DICOM port): the
+study is uploaded to Orthanc only (REST), the node lists it by C-FIND and retrieves it by C-GET,
+the C-STORE sub-operations going through the node's ingest path; then SEG + SR. Also: a study
+Orthanc does not have, a closed port (retried, then failed), and a retrieval that resumes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from node.db.models import InferenceRequest, Instance
+from tests.conftest import free_port
+from tests.node.retrieve.test_dicomweb import queue, record, study_of, upload
+from tests.support.orthanc import start_orthanc
+
+pytestmark = [pytest.mark.orthanc]
+
+
+def source(port: int, **kw) -> dict:  # type: ignore[no-untyped-def]
+    return {"type": "dimse", "name": "pacs", "host": "127.0.0.1", "port": port, "ae_title": "ORTHANC",
+            "retry_backoff_seconds": 0.05, "timeout_seconds": 10, **kw}
+
+
+def runner_for(node_config, port: int, **kw):  # type: ignore[no-untyped-def]
+    from node.config import NodeConfig
+    from node.core import build_core
+    from node.retrieve.dicomweb import RequestRunner
+
+    sources = NodeConfig.model_validate({"dicom": {"allow_any_peer": True}, "sources": [source(port, **kw)]}).sources
+    cfg = node_config().model_copy(update={"sources": sources})
+    core = build_core(cfg)
+    return core, RequestRunner(core.sessions, core.store, cfg.sources, owner=cfg.dicom.ae_title)
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path):  # type: ignore[no-untyped-def]
+    # The node's AE (LGENODE at 127.0.0.1) is a known modality: C-FIND and C-GET are allowed.
+    server = start_orthanc(tmp_path / "orthanc")
+    yield server
+    server.stop()
+
+
+def test_dimse_source_config_is_validated() -> None:
+    from pydantic import ValidationError
+
+    from node.config import DimseSourceConfig, NodeConfig
+
+    cfg = NodeConfig.model_validate({"dicom": {"allow_any_peer": True}, "sources": [source(4242), {"type": "dicomweb", "name": "web",
+                                                                 "url": "http://pacs/dicom-web"}]})
+    assert isinstance(cfg.sources[0], DimseSourceConfig) and cfg.sources[0].port == 4242
+    with pytest.raises(ValidationError, match="url"):
+        NodeConfig.model_validate({"dicom": {"allow_any_peer": True}, "sources": [{**source(4242), "url": "http://x"}]})
+    with pytest.raises(ValidationError):
+        NodeConfig.model_validate({"dicom": {"allow_any_peer": True}, "sources": [source(4242, ae_title="THIS AE TITLE IS FAR TOO LONG")]})
+    with pytest.raises(ValidationError, match="type"):
+        NodeConfig.model_validate({"dicom": {"allow_any_peer": True}, "sources": [{**source(4242), "type": "cmove"}]})
+
+
+def test_study_not_on_the_source_fails_with_the_reason(node_config, orthanc) -> None:  # type: ignore[no-untyped-def]
+    core, runner = runner_for(node_config, orthanc.dicom_port)
+    rid = queue(core, "1.2.826.0.1.3680043.8.498.999999")
+    assert runner.run_due() == 1
+    r = record(core, rid)
+    assert r.state == "failed"
+    assert r.reason == "study 1.2.826.0.1.3680043.8.498.999999 not found on source 'pacs' (C-FIND lists no series)"
+    assert list(r.stages) == ["queued", "querying", "failed"]
+    assert runner.run_due() == 0
+    core.engine.dispose()
+
+
+def test_closed_port_is_retried_with_backoff_then_fails(node_config, study_series) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()  # nothing listens there
+    core, runner = runner_for(node_config, port, max_attempts=3, retry_backoff_seconds=0.2, max_backoff_seconds=0.3)
+    study, _ = study_of(sorted(study_series["lge"].glob("*.dcm")))
+    rid = queue(core, study)
+    assert runner.run_due() == 1
+    r = record(core, rid)
+    assert r.state == "querying" and r.attempts == 1
+    assert r.reason.startswith(f"attempt 1 of 3 failed, retrying in 0.2 s: source 'pacs': cannot connect to "
+                               f"127.0.0.1:{port}"), r.reason
+    assert runner.run_due() == 0  # not due before its backoff
+    tries, deadline = 1, time.time() + 10
+    while record(core, rid).state != "failed" and time.time() < deadline:
+        tries += runner.run_due()
+        time.sleep(0.05)
+    r = record(core, rid)
+    assert tries == 3 and r.state == "failed" and r.attempts == 3
+    assert r.reason.startswith("source 'pacs' failed 3 time(s) in a row; last error: source 'pacs': cannot connect")
+    core.engine.dispose()
+
+
+def test_c_get_retrieves_the_study_and_resumes_without_storing_anything_twice(node_config, orthanc, study_series) -> None:  # type: ignore[no-untyped-def]
+    from node.receive.header import parse_header
+
+    lge = sorted(study_series["lge"].glob("*.dcm"))
+    upload(orthanc, lge)
+    core, runner = runner_for(node_config, orthanc.dicom_port)
+    study, series = study_of(lge)
+    # A first attempt stored part of the series before the node died: those are in the index.
+    half = lge[: len(lge) // 2]
+    for f in half:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        data = f.read_bytes()
+        h = parse_header(data, affected_sop_class=str(ds.SOPClassUID), affected_sop_instance=str(ds.SOPInstanceUID),
+                         transfer_syntax=str(ds.file_meta.TransferSyntaxUID))
+        assert not core.store.ingest(h, data, "STORESCU").duplicate
+    rid = queue(core, study, series_uids=[series])
+    with core.sessions.begin() as s:
+        s.get(InferenceRequest, rid).state = "retrieving"
+    assert runner.recover() == 1
+    ingested: list[str] = []
+    real = core.store.ingest
+
+    def counting(header, data, ae):  # type: ignore[no-untyped-def]
+        res = real(header, data, ae)
+        ingested.append(header.sop_instance_uid)
+        assert not res.duplicate, "an instance already stored was fetched and stored again"
+        return res
+
+    core.store.ingest = counting  # type: ignore[method-assign]
+    assert runner.run_due() == 1
+    r = record(core, rid)
+    assert r.state == "stored", r.reason
+    assert r.instances_expected == len(lge) and r.instances_retrieved == len(lge)
+    assert r.instances_already_stored == len(half) and len(ingested) == len(lge) - len(half)
+    assert sorted(ingested) == sorted(str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
+                                      for f in lge[len(half):])
+    with core.sessions() as s:
+        assert s.query(Instance).filter_by(series_uid=series).count() == len(lge)
+    assert len(list(core.files.root.rglob("*.dcm"))) == len(lge)
+    # The stored pixels are the ones Orthanc holds.
+    stored = {str(d.SOPInstanceUID): d for d in (pydicom.dcmread(p) for p in core.files.root.rglob("*.dcm"))}
+    src = pydicom.dcmread(lge[-1])
+    assert stored[str(src.SOPInstanceUID)].pixel_array.tobytes() == src.pixel_array.tobytes()
+    rid2 = queue(core, study)  # a second request for the same study fetches nothing
+    ingested.clear()
+    runner.run_due()
+    assert ingested == [] and record(core, rid2).instances_already_stored == len(lge)
+    core.engine.dispose()
+
+
+def test_whole_study_by_c_get_in_one_series_request(node_config, orthanc, study_series) -> None:  # type: ignore[no-untyped-def]
+    lge = sorted(study_series["lge"].glob("*.dcm"))
+    cine = sorted(study_series["cine"].glob("*.dcm"))
+    upload(orthanc, lge + cine)
+    core, runner = runner_for(node_config, orthanc.dicom_port)
+    study, _ = study_of(lge)
+    rid = queue(core, study)
+    t0 = time.perf_counter()
+    assert runner.run_due() == 1
+    elapsed = time.perf_counter() - t0
+    r = record(core, rid)
+    assert r.state in ("stored", "processing"), r.reason
+    n = len(lge) + len(cine)
+    assert r.instances_expected == n == r.instances_retrieved and r.instances_already_stored == 0
+    assert len(r.found_series) == 2
+    with core.sessions() as s:
+        assert s.query(Instance).filter_by(study_uid=study).count() == n
+    print(f"C-GET: {n} instances in {elapsed:.2f} s ({n / elapsed:.1f} instances/s, incl. C-FIND)")
+    core.engine.dispose()
