@@ -69,11 +69,15 @@ def test_embedded_defaults_load() -> None:
         ("dicom:\n  allowed_peers: [{ae_title: PACS, host: pacs.example.org}]\n", "dicom.allowed_peers.0.host"),
         # Inference-request sources.
         ("dicom:\n  allow_any_peer: true\nsources:\n  - {type: dicomweb, name: pacs, url: 'ftp://x'}\n",
-         "sources.0.url"),
+         "sources.0.dicomweb.url"),
+        ("dicom:\n  allow_any_peer: true\nsources:\n  - {type: cmove, name: pacs, url: 'http://x'}\n",
+         "does not match any of the expected tags: 'dicomweb', 'dimse'"),
         ("dicom:\n  allow_any_peer: true\nsources:\n  - {type: dimse, name: pacs, url: 'http://x'}\n",
-         "sources.0.type"),
+         "sources.0.dimse.url: unknown key"),
+        ("dicom:\n  allow_any_peer: true\nsources:\n  - {type: dimse, name: pacs, host: h, port: 104, "
+         "ae_title: 'A AE TITLE FAR TOO LONG'}\n", "sources.0.dimse.ae_title"),
         ("dicom:\n  allow_any_peer: true\nsources:\n  - {type: dicomweb, name: pacs, url: 'http://x', max_attempts: 0}\n",
-         "sources.0.max_attempts"),
+         "sources.0.dicomweb.max_attempts"),
         ("dicom:\n  allow_any_peer: true\nsources:\n  - {type: dicomweb, name: pacs, url: 'http://a'}\n"
          "  - {type: dicomweb, name: pacs, url: 'http://b'}\n", "sources: duplicate name(s) ['pacs']"),
         ("dicom:\n  allow_any_peer: true\nsources:\n  - {type: dicomweb, name: pacs, url: 'http://a', "
