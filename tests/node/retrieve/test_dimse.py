@@ -161,3 +161,54 @@ def test_whole_study_by_c_get_in_one_series_request(node_config, orthanc, study_
         assert s.query(Instance).filter_by(study_uid=study).count() == n
     print(f"C-GET: {n} instances in {elapsed:.2f} s ({n / elapsed:.1f} instances/s, incl. C-FIND)")
     core.engine.dispose()
+
+
+@pytest.mark.slow
+def test_inference_request_by_c_get_is_processed_and_delivered_by_c_store(node_config, study_series, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dicomweb_client.api import DICOMwebClient
+
+    from node.config import NodeConfig
+    from node.db.models import Delivery
+    from node.service import NodeService
+    from tests.node.test_e2e_orthanc import check_results, weights_dir
+
+    orthanc = start_orthanc(tmp_path / "orthanc")
+    try:
+        lge = sorted(study_series["lge"].glob("*.dcm"))
+        cine = sorted(study_series["cine"].glob("*.dcm"))
+        upload(orthanc, lge + cine)
+        base = node_config(series={"idle_seconds": 1.0, "sweep_interval_seconds": 0.3},
+                           delivery={"retry_backoff_seconds": 1.0, "sweep_interval_seconds": 0.5},
+                           model={"weights_dir": str(weights_dir())} if weights_dir() else {},
+                           retrieve={"sweep_interval_seconds": 0.5})
+        # A PACS without DICOMweb on the node's side: pulled by C-GET, results sent back by C-STORE.
+        extra = NodeConfig.model_validate({
+            "dicom": {"allow_any_peer": True},
+            "destinations": [{"type": "cstore", "name": "pacs", "host": "127.0.0.1", "port": orthanc.dicom_port,
+                              "ae_title": "ORTHANC"}],
+            "sources": [source(orthanc.dicom_port)]})
+        cfg = base.model_copy(update={"destinations": extra.destinations, "sources": extra.sources})
+        service = NodeService(cfg)
+        service.start()
+        try:
+            study, lge_series = study_of(lge)
+            rid = queue(service.core, study, transaction_id="ris-dimse")
+            deadline = time.time() + 300
+            r = record(service.core, rid)
+            while time.time() < deadline and r.state not in ("done", "failed"):
+                time.sleep(0.5)
+                r = record(service.core, rid)
+            assert r.state == "done", (r.state, r.reason)
+            assert r.instances_expected == len(lge) + len(cine) == r.instances_retrieved
+            assert {"queued", "querying", "retrieving", "stored", "done"} <= set(r.stages)
+            assert {"seg", "sr"} <= {o["kind"] for o in r.results}
+            client = DICOMwebClient(orthanc.dicomweb_url)  # only to look at what Orthanc now holds
+            check_results(client, study, lge_series)
+            in_orthanc = {i["00080018"]["Value"][0] for i in client.search_for_instances(study_instance_uid=study)}
+            assert {o["sop_instance_uid"] for o in r.results} <= in_orthanc
+            with service.core.sessions() as s:
+                assert {d.destination for d in s.query(Delivery)} == {"pacs"}
+        finally:
+            service.stop()
+    finally:
+        orthanc.stop()
