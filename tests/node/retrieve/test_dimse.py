@@ -212,3 +212,60 @@ def test_inference_request_by_c_get_is_processed_and_delivered_by_c_store(node_c
             service.stop()
     finally:
         orthanc.stop()
+
+
+@pytest.fixture
+def dcmqrscp(tmp_path: Path, study_series):  # type: ignore[no-untyped-def]
+    """DCMTK's dcmqrscp as the PACS, holding the synthetic LGE series (indexed by dcmqridx).
+    dcmqrscp has no bind-address option: it listens on every interface for the test's duration,
+    answering only the AE titles of its config (the node's, LGENODE at localhost: dcmqrscp takes host names, not addresses)."""
+    import shutil
+    import socket
+    import subprocess
+
+    from tests.conftest import dcmtk_env, which_dcmtk
+
+    db = tmp_path / "qrdb"
+    db.mkdir()
+    files = [Path(shutil.copy(f, db / f.name)) for f in sorted(study_series["lge"].glob("*.dcm"))]
+    subprocess.run([which_dcmtk("dcmqridx"), str(db), *map(str, files)], check=True, env=dcmtk_env(), timeout=60)
+    port = free_port()
+    cfg = tmp_path / "dcmqrscp.cfg"
+    cfg.write_text(f"NetworkTCPPort = {port}\nMaxPDUSize = 16384\nMaxAssociations = 4\n"
+                   f"HostTable BEGIN\nlgenode = (LGENODE, localhost, 11112)\nHostTable END\n"
+                   "VendorTable BEGIN\nVendorTable END\n"
+                   f"AETable BEGIN\nDCMQRSCP {db} R (200, 1024mb) lgenode\nAETable END\n")
+    proc = subprocess.Popen([which_dcmtk("dcmqrscp"), "-c", str(cfg), str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dcmtk_env())
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise AssertionError("dcmqrscp did not start")
+    yield port, files
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_c_get_from_dcmtk_dcmqrscp(node_config, dcmqrscp) -> None:  # type: ignore[no-untyped-def]
+    port, files = dcmqrscp
+    core, runner = runner_for(node_config, port, ae_title="DCMQRSCP")
+    study, series = study_of(files)
+    rid = queue(core, study)
+    assert runner.run_due() == 1
+    r = record(core, rid)
+    assert r.state == "stored", r.reason
+    assert r.found_series == [series] and r.instances_expected == len(files) == r.instances_retrieved
+    with core.sessions() as s:
+        assert s.query(Instance).filter_by(series_uid=series).count() == len(files)
+    # An unknown study: dcmqrscp's C-FIND finds nothing.
+    rid2 = queue(core, "1.2.826.0.1.3680043.8.498.424242")
+    assert runner.run_due() == 1
+    assert record(core, rid2).reason == ("study 1.2.826.0.1.3680043.8.498.424242 not found on source 'pacs' "
+                                         "(C-FIND lists no series)")
+    core.engine.dispose()
