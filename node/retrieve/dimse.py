@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# What the node processes (LGE is MR); other SOP classes of the study fail their sub-operation.
+# What the node processes (LGE is MR). Instances of other SOP classes (C-FIND IMAGE level answers
+# their SOP Class UID) are left out of the plan; a SERIES-level C-GET fails their sub-operations.
 STORAGE_CLASSES = (MRImageStorage, EnhancedMRImageStorage)
 PENDING = (0xFF00, 0xFF01)
 STATUS_OUT_OF_RESOURCES = 0xA702  # C-STORE sub-operation refused: the PACS may try again later
@@ -91,6 +92,7 @@ class DimseRetrieval:
         q.SeriesInstanceUID = keys.get("series", "")
         if level == "IMAGE":
             q.SOPInstanceUID = ""
+            q.SOPClassUID = ""
         found: list[Dataset] = []
         for status, ident in assoc.send_c_find(q, StudyRootQueryRetrieveInformationModelFind):
             if "Status" not in status:  # no answer: DIMSE timeout, abort or closed connection
@@ -119,9 +121,18 @@ class DimseRetrieval:
                     raise Permanent(f"series {', '.join(missing)} of study {study} not found on source {name!r}")
                 series = [u for u in series if u in set(wanted)]
             plan: list[tuple[str, str]] = []
+            skipped = 0
             for se in series:
-                plan += [(se, str(d.SOPInstanceUID)) for d in self._find(assoc, "IMAGE", study=study, series=se)
-                         if d.get("SOPInstanceUID")]
+                for d in self._find(assoc, "IMAGE", study=study, series=se):
+                    # Only what the node processes: a study that already holds our SEG/SR (or a
+                    # CT, a report) must not make the retrieval wait for instances never sent.
+                    if d.get("SOPClassUID") and str(d.SOPClassUID) not in STORAGE_CLASSES:
+                        skipped += 1
+                    elif d.get("SOPInstanceUID"):
+                        plan.append((se, str(d.SOPInstanceUID)))
+            if not plan:
+                raise Permanent(f"study {study} on source {name!r} holds no MR instances"
+                                f" ({skipped} of other SOP classes)")
             return plan
         finally:
             if assoc.is_established:

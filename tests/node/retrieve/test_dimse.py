@@ -142,12 +142,21 @@ def test_c_get_retrieves_the_study_and_resumes_without_storing_anything_twice(no
     core.engine.dispose()
 
 
-def test_whole_study_by_c_get_in_one_series_request(node_config, orthanc, study_series) -> None:  # type: ignore[no-untyped-def]
+def test_whole_study_by_c_get_in_one_series_request(node_config, orthanc, study_series, tmp_path) -> None:  # type: ignore[no-untyped-def]
     lge = sorted(study_series["lge"].glob("*.dcm"))
     cine = sorted(study_series["cine"].glob("*.dcm"))
-    upload(orthanc, lge + cine)
-    core, runner = runner_for(node_config, orthanc.dicom_port)
     study, _ = study_of(lge)
+    # A CT image in the same study (another SOP class, another series): not part of the plan.
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ct.StudyInstanceUID, ct.SeriesInstanceUID = study, generate_uid()
+    ct.SOPInstanceUID = ct.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ct_file = tmp_path / "ct.dcm"
+    ct.save_as(ct_file, enforce_file_format=True)
+    upload(orthanc, lge + cine + [ct_file])
+    core, runner = runner_for(node_config, orthanc.dicom_port)
     rid = queue(core, study)
     t0 = time.perf_counter()
     assert runner.run_due() == 1
