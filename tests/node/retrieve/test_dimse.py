@@ -278,3 +278,55 @@ def test_c_get_from_dcmtk_dcmqrscp(node_config, dcmqrscp) -> None:  # type: igno
     assert record(core, rid2).reason == ("study 1.2.826.0.1.3680043.8.498.424242 not found on source 'pacs' "
                                          "(C-FIND lists no series)")
     core.engine.dispose()
+
+
+@pytest.mark.slow
+def test_source_going_down_mid_c_get_is_retried_and_continues(node_config, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from dicomstudy.synthetic import write_synthetic_long_series
+
+    files = sorted(write_synthetic_long_series(150, tmp_path / "series", seed=7))
+    study, series = study_of(files)
+    orthanc = start_orthanc(tmp_path / "orthanc")
+    try:
+        upload(orthanc, files)
+        core, runner = runner_for(node_config, orthanc.dicom_port, retry_backoff_seconds=0.1, timeout_seconds=5)
+        rid = queue(core, study)
+        t = threading.Thread(target=runner.run_due)
+        t.start()
+        deadline = time.time() + 60
+        while record(core, rid).instances_retrieved < 20 and t.is_alive() and time.time() < deadline:
+            time.sleep(0.01)
+        # The PACS dies in the middle of the C-GET (SIGKILL: a graceful stop lets Orthanc finish it).
+        assert orthanc.process is not None
+        orthanc.process.kill()
+        orthanc.process.wait(10)
+        orthanc.process = None
+        t.join(60)
+        r = record(core, rid)
+        assert r.state == "retrieving" and r.attempts == 1, (r.state, r.reason)
+        assert 20 <= r.instances_retrieved < len(files)
+        assert r.reason.startswith("attempt 1 of 5 failed, retrying in 0.1 s: C-GET (SERIES) on source 'pacs': "), r.reason
+        orthanc.start()
+        time.sleep(0.15)
+        ingested: list[str] = []
+        real = core.store.ingest
+
+        def counting(header, data, ae):  # type: ignore[no-untyped-def]
+            res = real(header, data, ae)
+            ingested.append(header.sop_instance_uid)
+            assert not res.duplicate, "an instance already stored was retrieved and stored again"
+            return res
+
+        core.store.ingest = counting  # type: ignore[method-assign]
+        assert runner.run_due() == 1
+        r = record(core, rid)
+        assert r.state == "stored" and r.attempts == 0 and r.reason is None, r.reason
+        assert r.instances_retrieved == len(files) and len(ingested) == len(files) - r.instances_already_stored
+        with core.sessions() as s:
+            assert s.query(Instance).filter_by(series_uid=series).count() == len(files)
+        assert len([p for p in core.files.root.rglob("*.dcm") if p.parent.name == series]) == len(files)
+        core.engine.dispose()
+    finally:
+        orthanc.stop()
