@@ -330,3 +330,38 @@ def test_source_going_down_mid_c_get_is_retried_and_continues(node_config, tmp_p
         core.engine.dispose()
     finally:
         orthanc.stop()
+
+
+def test_c_get_over_dicom_tls(node_config, study_series, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The source's ``tls`` block (the C-STORE destination's client settings) against Orthanc's
+    DICOM TLS, which also requires the node's client certificate."""
+    from tests.support.pki import LocalCA
+
+    ca = LocalCA(tmp_path / "pki")
+    server, client = ca.issue("orthanc"), ca.issue("lgenode")
+    orthanc = start_orthanc(tmp_path / "orthanc", extra_config={
+        "DicomTlsEnabled": True, "DicomTlsCertificate": str(server.cert), "DicomTlsPrivateKey": str(server.key),
+        "DicomTlsTrustedCertificates": str(ca.ca_file), "DicomTlsRemoteCertificateRequired": True})
+    try:
+        lge = sorted(study_series["lge"].glob("*.dcm"))
+        upload(orthanc, lge)
+        study, series = study_of(lge)
+        tls = {"enabled": True, "ca_file": str(ca.ca_file), "cert_file": str(client.cert), "key_file": str(client.key)}
+        core, runner = runner_for(node_config, orthanc.dicom_port, tls=tls)
+        rid = queue(core, study)
+        assert runner.run_due() == 1
+        r = record(core, rid)
+        assert r.state == "stored" and r.instances_retrieved == len(lge), r.reason
+        core.engine.dispose()
+        # Without the client certificate Orthanc refuses the TLS handshake: retried, not stored.
+        core, runner = runner_for(node_config, orthanc.dicom_port, tls={"enabled": True, "ca_file": str(ca.ca_file)},
+                                  max_attempts=1)
+        rid = queue(core, study)
+        assert runner.run_due() == 1
+        r = record(core, rid)
+        assert r.state == "failed" and r.instances_retrieved == 0
+        assert r.reason.startswith("source 'pacs' failed 1 time(s) in a row; last error: source 'pacs': "), r.reason
+        assert "during negotiation" in r.reason  # the handshake failed, before any DIMSE
+        core.engine.dispose()
+    finally:
+        orthanc.stop()
