@@ -1,4 +1,5 @@
 """Inference requests: retrieve a study from a DICOMweb source (QIDO-RS, WADO-RS), then follow its jobs.
+(A ``type: dimse`` source is queried and retrieved by node/retrieve/dimse.py instead: C-FIND + C-GET.)
 
 `RequestRunner.run_due` is the node's sweep for requests (APScheduler, ``retrieve.sweep_interval_seconds``):
 

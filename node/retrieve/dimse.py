@@ -194,6 +194,8 @@ class DimseRetrieval:
             if assoc.is_established:
                 assoc.release()
             runner._set(rid, instances_retrieved=state["done"])
+        log.info("C-GET retrieval attempt ended", extra={"request_id": rid, "source": name, "stored": state["new"],
+                                                          "already_stored": already, "planned": len(plan)})
         left = [sop for _, sop in plan if sop not in indexed]
         if left:
             raise Unreachable(f"C-GET from source {name!r}: {len(left)} instance(s) of the study not received "
