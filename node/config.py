@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -292,6 +293,43 @@ class ApiConfig(_Strict):
         return _check_ip(v, "listen address: 127.0.0.1, an address of this host, or 0.0.0.0 for all")
 
 
+class ClusterConfig(_Strict):
+    """Several nodes on one PostgreSQL database, each with its OWN storage.root (no shared disk).
+
+    Every instance and result file is recorded with the name of the node that holds it; a worker
+    that lacks a file fetches it from that node's WADO-RS endpoint (node/cluster/fetch.py), and
+    each node's outbox sends only the results it wrote. Nodes announce ``node_name -> url`` in the
+    database (table ``nodes``). Leave ``enabled`` false for a single node or for nodes that share
+    storage.root (e.g. one NFS export): then every node reads every file directly.
+    """
+
+    enabled: bool = False
+    # This node's name in the database (unique in the cluster); default: the host name.
+    node_name: str = Field(default="", max_length=64)
+
+    @field_validator("node_name", mode="before")
+    @classmethod
+    def _name(cls, v: str | None) -> str:
+        return (v or "").strip() or socket.gethostname()[:64]
+    # The DICOMweb base URL peers use to reach THIS node's API, e.g. https://node-a.example:8080/dicom-web
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    # Sent as the Authorization header to peers, e.g. "Bearer ${LGENODE_PEER_TOKEN}" (an API key
+    # with the read role on every node; use an env reference, never the secret itself).
+    auth_header: SecretStr | None = None
+    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    verify_tls: bool = True  # check the peers' https:// certificates
+    ca_file: Path | None = None  # CA bundle for that check (default: the system's)
+    # How often this node refreshes its entry in the nodes table (its heartbeat).
+    heartbeat_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="after")
+    def _url(self) -> "ClusterConfig":
+        if self.enabled and not self.url:
+            raise ValueError("cluster.enabled needs cluster.url: the DICOMweb base URL peers use to fetch "
+                             "this node's files (e.g. http://node-a:8080/dicom-web)")
+        return self
+
+
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -314,6 +352,7 @@ class NodeConfig(_Strict):
     api: ApiConfig = Field(default_factory=ApiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     # Directory that relative paths in this file are resolved against (set by the loader).
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -345,6 +384,23 @@ class NodeConfig(_Strict):
         if dup:
             raise ValueError(f"sources: duplicate name(s) {sorted(dup)}")
         return self
+
+    @model_validator(mode="after")
+    def _cluster(self) -> "NodeConfig":
+        if not self.cluster.enabled:
+            return self
+        if self.database.url.startswith("sqlite"):
+            # SQLite is one file on one host: there is no second node to share it with.
+            raise ValueError("cluster.enabled needs a shared PostgreSQL database (database.url "
+                             "postgresql+psycopg://...); SQLite cannot be shared between nodes")
+        if not self.api.enabled:
+            raise ValueError("cluster.enabled needs api.enabled: peers fetch this node's files by WADO-RS from its API")
+        return self
+
+    @property
+    def node_name(self) -> str | None:
+        """The name recorded with the files this node writes; None without a cluster."""
+        return self.cluster.node_name if self.cluster.enabled else None
 
     def resolve(self, p: Path) -> Path:
         return p if p.is_absolute() else (self.base_dir / p).resolve()

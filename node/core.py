@@ -33,6 +33,6 @@ def build_core(cfg: NodeConfig, *, migrate: bool = True) -> Core:
     sessions = session_factory(engine)
     root = cfg.storage_root
     root.mkdir(parents=True, exist_ok=True)
-    files = FileStore(root, min_free_mb=cfg.storage.min_free_mb, fsync=cfg.storage.fsync)
+    files = FileStore(root, min_free_mb=cfg.storage.min_free_mb, fsync=cfg.storage.fsync, node_name=cfg.node_name)
     store = InstanceStore(files, sessions, late_policy=cfg.series.late_instance_policy)
     return Core(cfg, engine, sessions, files, store)

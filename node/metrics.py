@@ -19,3 +19,6 @@ DUPLICATE_CONFLICTS = Counter("lgenode_duplicate_conflicts_total",
                               "Instances re-sent under a stored SOP Instance UID with different content (first kept)")
 QUARANTINED_FILES = Counter("lgenode_quarantined_files_total",
                             "Unreadable files moved out of the store into quarantine/ at start-up")
+PEER_FETCHED_BYTES = Counter("lgenode_cluster_fetched_bytes_total",
+                             "Bytes of instance files fetched from other cluster nodes (WADO-RS)")
+WADO_INSTANCES = Counter("lgenode_wado_instances_total", "Instances served by WADO-RS")

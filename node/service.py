@@ -14,6 +14,8 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import update
 
+from node.cluster.fetch import PeerFetcher
+from node.cluster.nodes import announce
 from node.core import Core, build_core
 from node.config import NodeConfig
 from node.db.models import Series, SeriesState, utcnow
@@ -47,9 +49,12 @@ class NodeService:
         self.scp = StorageSCP(cfg.dicom, self.core.store, audit=self.audit, resolve=cfg.resolve)
         self.outbox = Outbox(self.core.sessions, self.core.files.root, cfg, audit=self.audit)
         self.stages = build_stages(cfg, self.outbox)
+        # A cluster without shared storage: workers fetch files held by other nodes (WADO-RS).
+        self.fetcher = (PeerFetcher(self.core.sessions, self.core.files, cfg.cluster, cfg.resolve)
+                        if cfg.cluster.enabled else None)
         self.workers = [
             Worker(self.queue, self.core.sessions, self.core.files.root, poll_interval=cfg.jobs.poll_interval_seconds,
-                   stages=self.stages, files=self.core.files)
+                   stages=self.stages, files=self.core.files, fetcher=self.fetcher)
             for _ in range(cfg.jobs.workers)
         ]
         # Inference requests: retrieval from cfg.sources, then following their jobs.
@@ -112,9 +117,19 @@ class NodeService:
     def _purge(self) -> None:
         purge_expired(self.core.sessions, self.core.files, self.cfg.storage.retention_days)
 
+    def _announce(self, starting: bool = False) -> None:
+        c = self.cfg.cluster
+        assert c.url is not None  # checked by the config
+        announce(self.core.sessions, c.node_name, c.url, starting=starting)
+
     def start(self) -> None:
         self.recover()
+        if self.cfg.cluster.enabled:
+            self._announce(starting=True)  # before any job: peers must find where our files are
         self.scp.start()
+        if self.cfg.cluster.enabled:
+            self.scheduler.add_job(self._announce, "interval", seconds=self.cfg.cluster.heartbeat_seconds,
+                                   id="cluster-heartbeat", max_instances=1, coalesce=True)
         s = self.cfg.series
         self.scheduler.add_job(self.sweep_series, "interval", seconds=s.sweep_interval_seconds, id="series-sweep",
                                max_instances=1, coalesce=True)
@@ -140,6 +155,7 @@ class NodeService:
                           api_port=self.cfg.api.port if self.cfg.api.enabled else None,
                           api_tls=self.cfg.api.tls.enabled, api_auth=self.cfg.api.auth.mode)
         log.info("node started", extra={"ae_title": self.cfg.dicom.ae_title, "dicom_port": self.scp.port,
+                                        "cluster_node": self.cfg.node_name,
                                         "api_port": self.cfg.api.port if self.cfg.api.enabled else None,
                                         "workers": len(self.workers)})
 

@@ -1,5 +1,5 @@
 """FastAPI application: /health, /ready, /metrics, /api/jobs, /api/series, /api/inference-requests,
-STOW-RS in (/dicom-web/studies)."""
+STOW-RS in (/dicom-web/studies), WADO-RS out (/dicom-web/studies/{study}/series/{series}[/instances/{sop}])."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import node
 from node import metrics
 from node.api.health import HealthSources, health_router
 from node.api.requests import requests_router
+from node.api.wado import wado_router
 from node.api.auth import Authenticator, AuthMiddleware, Principal, document_security
 from node.config import StowReceiveConfig
 from node.receive.stow import StowReceiver, stow_router
@@ -120,7 +121,7 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
                on_request: Callable[[], None] | None = None) -> FastAPI:
     """The API. ``auth`` None: authentication required and no credentials configured, so every
     endpoint but /health and /ready answers 401 (secure by default). With ``store``, STOW-RS in
-    (node/receive/stow.py) unless ``stow.enabled`` is false."""
+    (node/receive/stow.py) unless ``stow.enabled`` is false. WADO-RS out (node/api/wado.py) always."""
     app = FastAPI(title="LGE AI node", version=node.__version__,
                   description="Cardiac LGE AI node: health, metrics, jobs and series, STOW-RS in, inference requests.")
     app.add_middleware(AuthMiddleware, authenticator=auth or Authenticator(), audit=audit or A.NULL_AUDIT)
@@ -134,6 +135,8 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
     stow = stow or StowReceiveConfig()
     if store is not None and stow.enabled:
         app.include_router(stow_router(StowReceiver(store), stow.max_body_mb * 1024 * 1024))
+    # WADO-RS out (node/api/wado.py): the stored files, for viewers and for the other nodes of a cluster.
+    app.include_router(wado_router(sessions, Path(store_root)))
 
     @app.get("/metrics")
     def prometheus() -> Response:

@@ -8,7 +8,7 @@ Roles (``read``, ``review``, ``store``, ``request``, ``admin``) come from the ke
 
 `AuthMiddleware` enforces the policy for every route, deny by default: only ``/health`` and
 ``/ready`` (and ``/metrics``, ``/docs`` when configured public) are open. GET needs ``read``,
-``POST /api/jobs/{id}/review`` needs ``review``, ``POST /dicom-web/studies[/{study}]`` (STOW-RS
+(WADO-RS out, ``GET /dicom-web/studies/.../series/...``, included), ``POST /api/jobs/{id}/review`` needs ``review``, ``POST /dicom-web/studies[/{study}]`` (STOW-RS
 in) needs ``store`` (a sending PACS gets that role and no other), ``POST /api/inference-requests``
 needs ``request``, anything else needs ``admin``
 (which may do everything). The verified identity is put in ``request.state.principal``: the review route
@@ -53,6 +53,7 @@ _REVIEW_PATH = re.compile(r"^/api/jobs/[^/]+/review$")
 INFERENCE_REQUESTS_PATH = "/api/inference-requests"
 _JOB_PATH = re.compile(r"^/api/jobs/([^/]+)(/reviews)?$")
 _STOW_PATH = re.compile(r"^/dicom-web/studies(/[^/]+)?/?$")
+_WADO_PATH = re.compile(r"^/dicom-web/studies/[^/]+/series/[^/]+(/instances/[^/]+)?/?$")
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,8 @@ def _audit_event(method: str, path: str) -> tuple[A.Code, str, list[dict[str, An
         return A.INSTANCES_ACCESSED, "U", []
     if m and method in ("GET", "HEAD"):
         return A.INSTANCES_ACCESSED, "R", [A.job(m.group(1))]
+    if method in ("GET", "HEAD") and _WADO_PATH.match(path):
+        return A.INSTANCES_TRANSFERRED, "R", []  # WADO-RS: instances sent to the caller
     if method in ("GET", "HEAD"):
         return A.QUERY, "E", []
     return A.INSTANCES_ACCESSED, "U" if method in ("PUT", "PATCH", "POST") else "D" if method == "DELETE" else "E", []
@@ -348,12 +351,14 @@ class AuthMiddleware:
         # A route may lower it (STOW-RS: 202, some instances refused).
         outcome = max(outcome, int(state.get("audit_outcome", outcome)))
         transfer = event == A.INSTANCES_TRANSFERRED
+        # STOW-RS (action C): the caller sends, we receive; WADO-RS (action R): the other way round.
+        caller_role, our_role = ((A.ROLE_DESTINATION, A.ROLE_SOURCE) if action == "R" else
+                                 (A.ROLE_SOURCE, A.ROLE_DESTINATION)) if transfer else (None, A.ROLE_APPLICATION)
         self.audit.record(event, action=action, outcome=outcome,
                           participants=[A.participant(principal.name, requestor=True, address=address,
-                                                      alternative=principal.method,
-                                                      role=A.ROLE_SOURCE if transfer else None),
+                                                      alternative=principal.method, role=caller_role),
                                         A.participant(self.audit.source["AuditSourceID"], requestor=False,
-                                                      role=A.ROLE_DESTINATION if transfer else A.ROLE_APPLICATION)],
+                                                      role=our_role)],
                           objects=objects, http_status=code, roles=sorted(principal.roles),
                           **dict(state.get("audit_detail", {})))
 

@@ -35,6 +35,10 @@ class Instance(Base):
     # Header fields needed by the series rules (image type, geometry), so that selection does
     # not re-read files.
     attrs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The cluster node whose storage.root holds the file (cluster.node_name); None: this node's
+    # own store or storage shared by every node (no cluster section). Another node reads it by
+    # WADO-RS from that node (node/cluster/fetch.py).
+    node: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class SeriesState:
@@ -129,6 +133,8 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column()
+    # The node that wrote the file and so sends it (None: any node, storage shared).
+    node: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Review(Base):
@@ -191,3 +197,15 @@ class InferenceRequest(Base):
     principal: Mapped[str | None] = mapped_column(String(128))  # who asked (API identity or cli:user)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ClusterNode(Base):
+    """A node of a cluster without shared storage: where its peers reach its DICOMweb endpoint.
+    Written at start-up and refreshed by the node's scheduler (``updated_at`` is its heartbeat)."""
+
+    __tablename__ = "nodes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)  # DICOMweb base URL, e.g. https://node-a:8080/dicom-web
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

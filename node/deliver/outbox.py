@@ -4,6 +4,8 @@ exponential backoff (APScheduler sweep) until delivered or ``delivery.max_attemp
 A retry re-sends the same stored file — same SOP Instance UIDs — so the PACS never gets a new
 copy. Rows are claimed before sending (their next attempt is pushed past a send lease by a
 conditional update), so two nodes sharing the database do not send the same object at once.
+In a cluster without shared storage (``cluster.enabled``) each row names the node that wrote
+its file, and a node claims only its own rows (and unnamed ones): the file is on its disk.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,6 +63,7 @@ class Outbox:
         self.send = send
         self.audit = audit or A.NULL_AUDIT
         self.our_ae = cfg.dicom.ae_title
+        self.node_name = cfg.node_name  # None: no cluster, every node reads every file
 
     def enqueue(self, job_id: int, objects: Sequence[OutgoingObject], only: Sequence[str] | None = None) -> int:
         """One pending row per (object, destination); re-enqueueing the same job is a no-op.
@@ -74,7 +77,8 @@ class Outbox:
                 try:
                     with self.sessions.begin() as s:
                         s.add(Delivery(job_id=job_id, destination=name, kind=obj.kind, sop_instance_uid=obj.sop_instance_uid,
-                                       sop_class_uid=obj.sop_class_uid, path=obj.relpath, next_attempt_at=now))
+                                       sop_class_uid=obj.sop_class_uid, path=obj.relpath, next_attempt_at=now,
+                                       node=self.node_name))
                     n += 1
                 except IntegrityError:
                     pass
@@ -90,6 +94,9 @@ class Outbox:
             Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= now)
         if job_id is not None:
             q = q.where(Delivery.job_id == job_id)
+        if self.node_name is not None:
+            # Another node's results are on its disk, not ours: it sends them.
+            q = q.where(or_(Delivery.node == self.node_name, Delivery.node.is_(None)))
         with self.sessions() as s:
             due = s.execute(q.order_by(Delivery.id)).all()
         claimed: list[int] = []

@@ -44,7 +44,8 @@ def store_result(files: FileStore, sessions: sessionmaker[Session], kind: str, d
     stored = files.write(relpath, buf.getvalue())
     if stored.created:
         with sessions.begin() as s:
-            index_instance(s, header, relpath, stored.size, late_policy="store_only", produced=True)
+            index_instance(s, header, relpath, stored.size, late_policy="store_only", produced=True,
+                           node=files.node_name)
     return OutgoingObject(kind, header.sop_instance_uid, header.sop_class_uid, relpath)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -18,14 +18,24 @@ from node.job.errors import PermanentError
 from node.job.handover import JobRun, LoadedSeries
 from node.receive.contexts import IMAGE_SOP_CLASSES
 
+if TYPE_CHECKING:
+    from node.cluster.fetch import PeerFetcher
 
-def series_files(sessions: sessionmaker[Session], store_root: Path, series_uid: str) -> list[Path]:
-    """The stored image files of a series (non-image objects such as SEG or SR left out)."""
+
+def series_files(sessions: sessionmaker[Session], store_root: Path, series_uid: str, *,
+                 images_only: bool = True, fetcher: PeerFetcher | None = None) -> list[Path]:
+    """The stored image files of a series (non-image objects such as SEG or SR left out unless
+    ``images_only`` is false). With ``fetcher`` (a cluster without shared storage), files held by
+    another node are first fetched into this node's store."""
     with sessions() as session:
-        rows = session.execute(
-            select(Instance.path, Instance.sop_class_uid).where(Instance.series_uid == series_uid)
-        ).all()
-    return [store_root / p for p, c in rows if c in IMAGE_SOP_CLASSES]
+        rows = [r for r in session.execute(select(Instance).where(Instance.series_uid == series_uid)).scalars()
+                if not images_only or r.sop_class_uid in IMAGE_SOP_CLASSES]
+    if fetcher is not None:
+        from node.cluster.fetch import IndexedFile
+
+        fetcher.ensure_local([IndexedFile(r.sop_instance_uid, r.study_uid, r.series_uid, r.path, r.size_bytes, r.node)
+                              for r in rows])
+    return [store_root / r.path for r in rows]
 
 
 def read_sources(sessions: sessionmaker[Session], store_root: Path, series_uid: str) -> list[Dataset]:
@@ -68,9 +78,11 @@ def stage_load(run: JobRun, _: None = None) -> LoadedSeries:
     Raises
     ------
     PermanentError
-        The series has no images or they do not form one volume.
+        The series has no images or they do not form one volume, or (cluster) a file's owner is unknown.
+    node.cluster.fetch.PeerUnavailable
+        (cluster) The node holding some of the files cannot be reached: the job is retried.
     """
-    files = series_files(run.sessions, run.store_root, run.job.series_uid)
+    files = series_files(run.sessions, run.store_root, run.job.series_uid, fetcher=run.fetcher)
     try:
         volume = load_volume(files)
     except (GeometryError, ValueError) as exc:

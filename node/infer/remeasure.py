@@ -21,12 +21,15 @@ def stage_load_reviewed(run: JobRun, _: None = None) -> ReviewedSegmentation:
     PermanentError
         The SEG is not a reviewed SEG of a processed series, or it does not map onto that series.
     """
+    # In a cluster the SEG and its source images may be on other nodes: fetch them first.
+    series_files(run.sessions, run.store_root, run.job.series_uid, images_only=False, fetcher=run.fetcher)
     with run.sessions() as s:
         verdict, seg = classify_stored(s, run.store_root, run.job.series_uid)
     if seg is None or not verdict.reviewed or verdict.source_series_uid is None:
         raise PermanentError(verdict.reason)
     try:
-        volume = load_volume(series_files(run.sessions, run.store_root, verdict.source_series_uid))
+        volume = load_volume(series_files(run.sessions, run.store_root, verdict.source_series_uid,
+                                          fetcher=run.fetcher))
         labels = labels_from_seg(seg, volume)
     except ValueError as exc:
         raise PermanentError(f"cannot map the reviewed SEG onto its source series: {exc}") from exc

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydicom.dataset import Dataset
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,6 +27,9 @@ from models.segment import Quality
 from models.volume import Volume
 from node.job.queue import Claimed
 from node.store.files import FileStore
+
+if TYPE_CHECKING:
+    from node.cluster.fetch import PeerFetcher
 
 __all__ = ["JobRun", "OutgoingObject", "LoadedSeries", "Segmentation", "ReviewedSegmentation", "EncodedResults",
            "Deliverable", "Stage"]
@@ -48,6 +51,9 @@ class JobRun:
         The file store, for stages that write objects (results).
     result:
         What the job records (JSON-serialisable); stages add their keys.
+    fetcher:
+        In a cluster without shared storage: fetches files held by other nodes before a stage
+        reads them (node/cluster/fetch.py); None otherwise.
     """
 
     job: Claimed
@@ -55,6 +61,7 @@ class JobRun:
     sessions: sessionmaker[Session]
     files: FileStore | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    fetcher: PeerFetcher | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +25,9 @@ from node.job.errors import PermanentError
 from node.job.handover import JobRun, Stage
 from node.job.queue import Claimed, JobQueue
 from node.store.files import FileStore
+
+if TYPE_CHECKING:
+    from node.cluster.fetch import PeerFetcher
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +53,19 @@ class Worker:
         The worker's name in leases (default host:pid:thread).
     files:
         The file store, for stages that write results.
+    fetcher:
+        In a cluster without shared storage: fetches files held by other nodes (node/cluster/fetch.py).
     """
 
     def __init__(self, queue: JobQueue, sessions: sessionmaker[Session], store_root: Path, *,
                  stages: NamedStages | dict[str, NamedStages] | None = None, poll_interval: float = 1.0,
-                 name: str | None = None, files: FileStore | None = None) -> None:
+                 name: str | None = None, files: FileStore | None = None,
+                 fetcher: PeerFetcher | None = None) -> None:
         self.queue = queue
         self.sessions = sessions
         self.store_root = store_root
         self.files = files
+        self.fetcher = fetcher
         self.stages = stages or DEFAULT_STAGES
         self.poll_interval = poll_interval
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
@@ -104,7 +111,8 @@ class Worker:
 
     def run_job(self, job: Claimed) -> None:
         """Run the job's stages in order and record the result or the failure."""
-        run = JobRun(job=job, store_root=self.store_root, sessions=self.sessions, files=self.files)
+        run = JobRun(job=job, store_root=self.store_root, sessions=self.sessions, files=self.files,
+                     fetcher=self.fetcher)
         stages = self.stages.get(job.kind) if isinstance(self.stages, dict) else self.stages
         if stages is None:
             self._failed(job, "start", f"no stages for job kind {job.kind!r}", retryable=False)

@@ -16,7 +16,7 @@ The body is parsed as it arrives (python-multipart's streaming parser) and each 
 stored as soon as its part ends, so only one instance is held in memory; ``api.stow.max_body_mb``
 bounds the body (413). The response is ``application/dicom+json`` with ReferencedSOPSequence and
 FailedSOPSequence (FailureReason per instance); HTTP 200 all stored, 202 some failed, 409 none.
-No RetrieveURL: the node serves no WADO-RS (yet).
+No RetrieveURL (WADO-RS out is node/api/wado.py; an optional attribute not filled in yet).
 
 ``calling_ae`` of the index rows holds the API identity (cut to the column's 16 characters; the
 full name and address are in the audit record, one "DICOM Instances Transferred" per request,

@@ -54,12 +54,25 @@ def being_retrieved(sessions: sessionmaker[Session]) -> set[str]:
         return {uid for uids in lists for uid in (uids or [])}
 
 
+def _seg_readable_here(session: Session, cfg: NodeConfig, uid: str) -> bool:
+    """Whether this node can read a SEG series' file: always without a cluster; in a cluster,
+    when the file is here or no other node is named as holding it."""
+    if cfg.node_name is None:
+        return True
+    for path, owner in session.execute(select(Instance.path, Instance.node).where(Instance.series_uid == uid)):
+        if owner not in (None, cfg.node_name) and not (cfg.storage_root / path).exists():
+            return False
+    return True
+
+
 def _complete_one(sessions: sessionmaker[Session], cfg: NodeConfig, uid: str, revision: int,
                   last: datetime, now: datetime) -> bool:
     kind = JobKind.SEGMENT
     with sessions.begin() as session:
         rows = session.execute(select(Instance.sop_class_uid, Instance.attrs).where(Instance.series_uid == uid)).all()
         if rows and all(c == SEG_SOP_CLASS for c, _ in rows):
+            if not _seg_readable_here(session, cfg, uid):
+                return False  # another node holds the SEG (no shared storage): its own sweep completes it
             seg_verdict, _ = classify_stored(session, cfg.storage_root, uid)
             verdict, kind = Verdict(seg_verdict.reviewed, seg_verdict.reason), JobKind.REMEASURE
         else:

@@ -41,8 +41,12 @@ class StoredFile:
 
 
 class FileStore:
-    def __init__(self, root: Path, *, min_free_mb: int = 500, fsync: bool = True) -> None:
+    def __init__(self, root: Path, *, min_free_mb: int = 500, fsync: bool = True,
+                 node_name: str | None = None) -> None:
         self.root = Path(root)
+        # The cluster node this store belongs to (recorded with every file indexed from it);
+        # None: no cluster (a single node, or storage shared by every node).
+        self.node_name = node_name
         self.min_free_bytes = min_free_mb * 1024 * 1024
         self.fsync = fsync
         self.incoming = self.root / ".incoming"
@@ -131,6 +135,31 @@ class FileStore:
 
     def remove(self, relpath: str) -> None:
         (self.root / relpath).unlink(missing_ok=True)
+
+    def remove_if_present(self, relpath: str) -> bool:
+        """Remove a file; whether there was one."""
+        try:
+            (self.root / relpath).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def remove_series_folder(self, study_uid: str, series_uid: str) -> int:
+        """Remove every instance file left in a series' folder, and the folder if then empty;
+        how many files were removed. (Retention in a cluster: copies fetched from other nodes.)"""
+        folder = self.root / self.relpath_for(study_uid, series_uid, "1").rsplit("/", 1)[0]
+        if not folder.is_dir():
+            return 0
+        n = 0
+        for f in folder.glob("*.dcm"):
+            f.unlink(missing_ok=True)
+            n += 1
+        try:
+            folder.rmdir()
+            self._known_dirs.discard(folder)
+        except OSError:  # not empty: something else is there, leave it
+            pass
+        return n
 
     def clean_incoming(self) -> int:
         """Delete partial files left by a crash (they were never acknowledged)."""

@@ -37,7 +37,7 @@ _BUMP_SERIES = (
 
 
 def index_instance(session: Session, header: InstanceHeader, relpath: str, size: int, *, late_policy: str,
-                   calling_ae: str | None = None, produced: bool = False) -> bool:
+                   calling_ae: str | None = None, produced: bool = False, node: str | None = None) -> bool:
     """Index one stored file and do its series bookkeeping (ORM path, for the rare callers:
     crash reconciliation and the node's own results). False if it was already indexed."""
     if session.get(Instance, header.sop_instance_uid) is not None:
@@ -46,7 +46,7 @@ def index_instance(session: Session, header: InstanceHeader, relpath: str, size:
     session.add(Instance(sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
                          study_uid=header.study_uid, series_uid=header.series_uid,
                          transfer_syntax_uid=header.transfer_syntax_uid, path=relpath, size_bytes=size,
-                         calling_ae=calling_ae, received_at=now, attrs=header.attrs))
+                         calling_ae=calling_ae, received_at=now, attrs=header.attrs, node=node))
     session.flush()
     record_instance(session, header, now, late_policy, produced=produced)
     return True
@@ -91,6 +91,7 @@ class InstanceStore:
                 "study_uid": header.study_uid, "series_uid": header.series_uid,
                 "transfer_syntax_uid": header.transfer_syntax_uid, "path": relpath, "size_bytes": stored.size,
                 "calling_ae": calling_ae, "received_at": now, "attrs": header.attrs,
+                "node": self.files.node_name,
             }
             try:
                 with self._lock:
@@ -146,7 +147,8 @@ class InstanceStore:
                 self._quarantine(relpath, f"{type(exc).__name__}: {exc}")
                 continue
             with self._lock, self.sessions.begin() as session:
-                added += index_instance(session, header, relpath, path.stat().st_size, late_policy=self.late_policy)
+                added += index_instance(session, header, relpath, path.stat().st_size, late_policy=self.late_policy,
+                                        node=self.files.node_name)
         if added:
             log.info("re-indexed files found without an index row", extra={"count": added})
         return added

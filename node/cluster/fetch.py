@@ -1,0 +1,130 @@
+"""Fetch the files a job needs from the cluster node that holds them (WADO-RS), before reading them.
+
+Each instance row names the node whose storage.root holds its file (``Instance.node``). Before a
+job reads a series, every file that is missing locally and held by another node is retrieved
+from that node's ``/dicom-web/studies/{study}/series/{series}/instances/{sop}`` (node/api/wado.py)
+as the stored Part 10 bytes, checked against the index (size, SOP Instance UID) and written
+durably to the same relative path under this node's storage.root (temp file, fsync, rename:
+`FileStore.write`). The copy is a cache: the index row keeps naming its owner, and retention may
+delete it (node/store/retention.py).
+
+Failures: the owner cannot be reached (connection refused, timeout, HTTP 5xx/429) ->
+`PeerUnavailable`, an ordinary exception, so the job is retried with back-off; the owner never
+announced itself, no longer has the instance (404), refuses our credentials (401/403) or sends
+other bytes than indexed -> `PermanentError` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+import requests
+from dicomweb_client.api import DICOMwebClient
+from pydicom import dcmread
+from sqlalchemy.orm import Session, sessionmaker
+
+from node import metrics
+from node.cluster.nodes import node_url
+from node.config import ClusterConfig
+from node.deliver.destinations import StowDestination
+from node.deliver.stow import make_client
+from node.job.errors import PermanentError
+from node.store.files import FileStore
+
+log = logging.getLogger(__name__)
+
+
+class PeerUnavailable(Exception):
+    """The node holding a file could not be reached or failed on its side: the job is retried."""
+
+
+@dataclass(frozen=True)
+class IndexedFile:
+    """What the index says about one instance file (enough to fetch and check it)."""
+
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    path: str  # relative to the store root
+    size_bytes: int
+    node: str | None  # the node that holds it; None: this node or shared storage
+
+
+class PeerFetcher:
+    """Makes the files of index rows present under this node's store root (see the module doc)."""
+
+    def __init__(self, sessions: sessionmaker[Session], files: FileStore, cfg: ClusterConfig,
+                 resolve: Callable[[Path], Path] = lambda p: p) -> None:
+        self.sessions = sessions
+        self.files = files
+        self.cfg = cfg
+        self.resolve = resolve
+        self._clients: dict[str, DICOMwebClient] = {}
+
+    def _client(self, url: str) -> DICOMwebClient:
+        if url not in self._clients:
+            self._clients[url] = make_client(StowDestination(
+                url=url, name="cluster-peer", timeout_s=self.cfg.timeout_seconds, verify_tls=self.cfg.verify_tls,
+                auth_header=self.cfg.auth_header.get_secret_value() if self.cfg.auth_header else None,
+                ca_file=str(self.resolve(self.cfg.ca_file)) if self.cfg.ca_file else None))
+        return self._clients[url]
+
+    def ensure_local(self, rows: Sequence[IndexedFile]) -> int:
+        """Fetch every file of ``rows`` that is missing here and held by another node; returns how
+        many were fetched. Files this node should hold itself are left to the caller's reader."""
+        todo = [r for r in rows if r.node is not None and r.node != self.cfg.node_name
+                and not (self.files.root / r.path).exists()]
+        if not todo:
+            return 0
+        t0 = time.perf_counter()
+        urls: dict[str, str] = {}
+        for name in sorted({r.node for r in todo if r.node is not None}):
+            found = node_url(self.sessions, name)
+            if found is None:
+                raise PermanentError(f"{sum(r.node == name for r in todo)} instance(s) are held by node {name!r}, "
+                                     "which has never announced itself in the nodes table (is it running with "
+                                     "cluster.enabled?)")
+            urls[name] = found[0]
+        total = 0
+        for r in todo:
+            assert r.node is not None
+            total += self._fetch_one(r, r.node, urls[r.node])
+        log.info("fetched instance files from cluster peers", extra={
+            "count": len(todo), "bytes": total, "nodes": sorted(urls), "seconds": round(time.perf_counter() - t0, 3)})
+        return len(todo)
+
+    def _fetch_one(self, r: IndexedFile, owner: str, base: str) -> int:
+        url = f"{base}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_instance_uid}"
+        what = f"instance {r.sop_instance_uid} from node {owner!r} ({base})"
+        try:
+            # Accept multipart/related; type="*/*": the parts come back as the stored bytes,
+            # not re-encoded (the node serves its Part 10 files as they are).
+            parts = self._client(base).retrieve_bulkdata(url)
+        except requests.HTTPError as exc:
+            code = exc.response.status_code if exc.response is not None else 0
+            if code >= 500 or code == 429:
+                raise PeerUnavailable(f"fetching {what}: HTTP {code}") from None
+            hint = {401: " (check cluster.auth_header)", 403: " (the key needs the read role)",
+                    404: " (the owner no longer holds it)"}.get(code, "")
+            raise PermanentError(f"fetching {what}: HTTP {code}{hint}") from None
+        except requests.RequestException as exc:
+            raise PeerUnavailable(f"fetching {what}: node unreachable: {type(exc).__name__}") from None
+        if len(parts) != 1:
+            raise PermanentError(f"fetching {what}: {len(parts)} parts in the answer, expected 1")
+        data = parts[0]
+        if len(data) != r.size_bytes:
+            raise PermanentError(f"fetching {what}: {len(data)} bytes, the index says {r.size_bytes}")
+        try:
+            sop = str(dcmread(BytesIO(data), stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID)
+        except Exception as exc:
+            raise PermanentError(f"fetching {what}: not a DICOM Part 10 file: {type(exc).__name__}") from None
+        if sop != r.sop_instance_uid:
+            raise PermanentError(f"fetching {what}: the answer holds instance {sop}")
+        self.files.write(r.path, data)  # temp + fsync + rename; a concurrent copy already there is kept
+        metrics.PEER_FETCHED_BYTES.inc(len(data))
+        return len(data)
