@@ -147,7 +147,10 @@ class FileStore:
     def remove_series_folder(self, study_uid: str, series_uid: str) -> int:
         """Remove every instance file left in a series' folder, and the folder if then empty;
         how many files were removed. (Retention in a cluster: copies fetched from other nodes.)"""
-        folder = self.root / self.relpath_for(study_uid, series_uid, "1").rsplit("/", 1)[0]
+        for name, v in (("StudyInstanceUID", study_uid), ("SeriesInstanceUID", series_uid)):
+            if not is_valid_uid(v):  # never a path outside the store
+                raise InvalidUID(name, v)
+        folder = self.root / study_uid / series_uid
         if not folder.is_dir():
             return 0
         n = 0

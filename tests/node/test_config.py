@@ -165,3 +165,26 @@ def test_source_auth_header_comes_from_the_environment_and_is_never_shown(tmp_pa
 def test_docker_config_is_valid() -> None:
     cfg = load_config(REPO / "docker" / "node.yaml", environ={})
     assert cfg.dicom.bind_address == "0.0.0.0" and cfg.destinations[0].type == "stow"
+
+
+def test_cluster_needs_postgres_a_url_and_the_api(tmp_path: Path) -> None:
+    import socket
+
+    pg = "postgresql+psycopg://u@db/lge"
+    base = "dicom: {allow_any_peer: true}\ncluster: {enabled: true, url: 'http://node-a:8080/dicom-web'}\n"
+    for body, needle in ((base, "needs a shared PostgreSQL database"),
+                         (f"database: {{url: '{pg}'}}\ndicom: {{allow_any_peer: true}}\ncluster: {{enabled: true}}\n",
+                          "needs cluster.url"),
+                         (f"database: {{url: '{pg}'}}\napi: {{enabled: false}}\n" + base, "needs api.enabled")):
+        p = tmp_path / "c.yaml"
+        p.write_text(body)
+        with pytest.raises(ConfigError, match=needle):
+            load_config(p)
+    p.write_text(f"database: {{url: '{pg}'}}\n" + base)
+    cfg = load_config(p)
+    assert cfg.node_name == socket.gethostname()[:64]  # default name: the host's
+    p.write_text(f"database: {{url: '{pg}'}}\ndicom: {{allow_any_peer: true}}\n"
+                 "cluster: {enabled: true, node_name: node-a, url: 'ftp://x'}\n")
+    with pytest.raises(ConfigError, match="cluster.url"):
+        load_config(p)
+    assert load_config(None).node_name is None  # no cluster: files carry no node name

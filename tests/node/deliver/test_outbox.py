@@ -144,3 +144,39 @@ def test_first_failure_is_logged_and_recorded_with_its_reason(node_config, deliv
     assert rec.error == f"cannot connect to 127.0.0.1:{port}: connection refused (nothing listens on that port)"
     with core.sessions() as s:
         assert {r.last_error for r in s.scalars(select(Delivery))} == {rec.error}
+
+
+def test_cluster_node_sends_only_the_deliveries_whose_files_it_holds(node_config, deliver_case, tmp_path: Path) -> None:
+    """Without shared storage (cluster.enabled) a result file is on the disk of the node that wrote
+    it: each node's outbox claims its own rows (and unnamed ones from before), never another's."""
+    from node.core import build_core
+    from node.config import NodeConfig
+
+    port = free_port()
+    dests = NodeConfig.model_validate({"dicom": {"allow_any_peer": True}, "destinations": [
+        {"type": "cstore", "name": "pacs", "host": "127.0.0.1", "port": port, "ae_title": "PACS"}]}).destinations
+    cfg = node_config().model_copy(update={"destinations": dests})
+    core = build_core(cfg)
+    job_id, outgoing = _queue_objects(core, deliver_case[1])
+    a, b, legacy = Outbox(core.sessions, core.files.root, cfg), Outbox(core.sessions, core.files.root, cfg), \
+        Outbox(core.sessions, core.files.root, cfg)
+    a.node_name, b.node_name = "node-a", "node-b"  # (cluster.enabled needs PostgreSQL; the rule is the outbox's)
+    assert a.enqueue(job_id, outgoing[:1]) == 1 and b.enqueue(job_id, outgoing[1:2]) == 1
+    assert legacy.enqueue(job_id, outgoing[2:]) == 1  # no cluster: node NULL
+    with core.sessions() as s:
+        assert {r.sop_instance_uid: r.node for r in s.scalars(select(Delivery))} == {
+            outgoing[0].sop_instance_uid: "node-a", outgoing[1].sop_instance_uid: "node-b",
+            outgoing[2].sop_instance_uid: None}
+    received = tmp_path / "pacs"
+    pacs = _storescp(port, received)
+    try:
+        assert a.run_due() == 2  # its own row and the unnamed one
+    finally:
+        pacs.terminate()
+        pacs.wait(timeout=10)
+    with core.sessions() as s:
+        rows = {r.sop_instance_uid: (r.state, r.attempts) for r in s.scalars(select(Delivery))}
+    assert rows[outgoing[1].sop_instance_uid] == ("pending", 0)  # node B's: untouched
+    assert rows[outgoing[0].sop_instance_uid] == rows[outgoing[2].sop_instance_uid] == ("delivered", 1)
+    got = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in received.iterdir()}
+    assert got == {outgoing[0].sop_instance_uid, outgoing[2].sop_instance_uid}
