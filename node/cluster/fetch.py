@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from io import BytesIO
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from node import metrics
 from node.cluster.nodes import node_url
 from node.config import ClusterConfig
+from node.db.models import utcnow
 from node.deliver.destinations import StowDestination
 from node.deliver.stow import make_client
 from node.job.errors import PermanentError
@@ -82,18 +84,24 @@ class PeerFetcher:
         if not todo:
             return 0
         t0 = time.perf_counter()
-        urls: dict[str, str] = {}
+        urls: dict[str, tuple[str, datetime]] = {}
         for name in sorted({r.node for r in todo if r.node is not None}):
             found = node_url(self.sessions, name)
             if found is None:
                 raise PermanentError(f"{sum(r.node == name for r in todo)} instance(s) are held by node {name!r}, "
                                      "which has never announced itself in the nodes table (is it running with "
                                      "cluster.enabled?)")
-            urls[name] = found[0]
+            urls[name] = found
         total = 0
         for r in todo:
             assert r.node is not None
-            total += self._fetch_one(r, r.node, urls[r.node])
+            url, beat = urls[r.node]
+            try:
+                total += self._fetch_one(r, r.node, url)
+            except PeerUnavailable as exc:
+                # The heartbeat tells the operator whether the node is down or just unreachable from here.
+                age = (utcnow() - beat).total_seconds()
+                raise PeerUnavailable(f"{exc} (its last heartbeat was {age:.0f} s ago)") from None
         log.info("fetched instance files from cluster peers", extra={
             "count": len(todo), "bytes": total, "nodes": sorted(urls), "seconds": round(time.perf_counter() - t0, 3)})
         return len(todo)

@@ -50,6 +50,18 @@ def security_warnings(cfg: NodeConfig) -> list[str]:
             out.append(f"destinations[{d.name}]: verify_tls is false: the server's certificate is not checked")
         if getattr(d, "type", None) == "stow" and d.auth_header is not None and d.url.startswith("http://"):
             out.append(f"destinations[{d.name}]: auth_header sent over plain http")
+    c = cfg.cluster
+    if c.enabled:
+        from urllib.parse import urlsplit
+
+        host = urlsplit(c.url or "").hostname or ""
+        if (c.url or "").startswith("http://") and not is_loopback(host):
+            out.append(f"cluster.url {c.url} is plain http: other nodes fetch images (and send their key) in clear text")
+        if not c.verify_tls:
+            out.append("cluster.verify_tls is false: the other nodes' certificates are not checked")
+        if c.auth_header is None:
+            out.append("cluster.auth_header is empty: the other nodes' APIs will refuse this node's fetches (401) "
+                       "unless their auth.mode is open")
     if not cfg.audit.enabled:
         out.append("audit.enabled is false: no audit trail is written")
     return out

@@ -188,3 +188,17 @@ def test_cluster_needs_postgres_a_url_and_the_api(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cluster.url"):
         load_config(p)
     assert load_config(None).node_name is None  # no cluster: files carry no node name
+
+
+def test_cluster_security_warnings(tmp_path: Path) -> None:
+    from node.security.startup import security_warnings
+
+    p = tmp_path / "c.yaml"
+    p.write_text("database: {url: 'postgresql+psycopg://u@db/lge'}\ndicom: {allow_any_peer: true}\n"
+                 "cluster: {enabled: true, url: 'http://10.1.2.3:8080/dicom-web', verify_tls: false}\n")
+    text = "\n".join(security_warnings(load_config(p)))
+    assert "cluster.url http://10.1.2.3:8080/dicom-web is plain http" in text
+    assert "cluster.verify_tls is false" in text and "cluster.auth_header is empty" in text
+    p.write_text("database: {url: 'postgresql+psycopg://u@db/lge'}\ndicom: {allow_any_peer: true}\n"
+                 "cluster: {enabled: true, url: 'http://127.0.0.1:8080/dicom-web', auth_header: 'Bearer x'}\n")
+    assert not [w for w in security_warnings(load_config(p)) if w.startswith("cluster")]

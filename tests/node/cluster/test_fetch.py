@@ -110,7 +110,7 @@ def test_refused_credentials_missing_instance_and_other_bytes_are_permanent(clus
 
 def test_owner_unreachable_is_retryable(cluster: Cluster) -> None:
     announce(cluster.core.sessions, "node-a", f"http://127.0.0.1:{free_port()}/dicom-web")  # type: ignore[attr-defined]
-    with pytest.raises(PeerUnavailable, match="node 'node-a' .* node unreachable"):
+    with pytest.raises(PeerUnavailable, match=r"node 'node-a' .* node unreachable: .*its last heartbeat was \d+ s ago"):
         cluster.fetcher().ensure_local(cluster.rows)
     assert not isinstance(PeerUnavailable("x"), PermanentError)  # the worker retries it
 
