@@ -1,4 +1,5 @@
-"""WADO-RS out (PS3.18 10.4): the node's stored instances as ``multipart/related; type="application/dicom"``.
+"""WADO-RS out (PS3.18 10.4): the node's stored instances as ``multipart/related; type="application/dicom"``,
+and the QIDO-RS list of a series' instances that goes with it (PS3.18 10.6).
 
 ``GET /dicom-web/studies/{study}/series/{series}`` and ``.../series/{series}/instances/{sop}``
 answer with the stored Part 10 files, byte for byte, streamed from disk (the node never
@@ -10,6 +11,10 @@ together, are 404. A node serves only the files on its own disk: in a cluster wi
 storage (``cluster:``) an instance held by another node is 404 here (node/cluster/fetch.py asks
 the right node). Needs the ``read`` role; each request is audited as a "DICOM Instances
 Transferred" (action R) with the study and the instances sent (node/api/auth.py).
+
+``GET /dicom-web/studies/{study}/series/{series}/instances`` (QIDO-RS) lists the instances on this
+node's disk as ``application/dicom+json``: SOP Class/Instance, Study/Series UIDs, Instance Number
+and the Retrieve URL of each; no query keys beyond the path (an empty list is ``200 []``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from python_multipart.multipart import parse_options_header
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,6 +71,16 @@ def _parts(files: list[tuple[Path, str]], boundary: str) -> Iterator[bytes]:
         yield b"\r\n"
         metrics.WADO_INSTANCES.inc()
     yield f"--{boundary}--\r\n".encode("ascii")
+
+
+def _service_root(request: Request) -> str:
+    """This service's DICOMweb root as the caller reached it. Some clients (dicomweb-client) send
+    a Host header without the port: the port the request came in on is added then."""
+    url = request.base_url
+    server = request.scope.get("server")
+    if url.port is None and server and server[1] not in (80, 443):
+        url = url.replace(port=server[1])
+    return str(url).rstrip("/") + "/dicom-web"
 
 
 def wado_router(sessions: sessionmaker[Session], store_root: Path) -> APIRouter:
@@ -115,6 +130,30 @@ def wado_router(sessions: sessionmaker[Session], store_root: Path) -> APIRouter:
                 description="One stored instance as its Part 10 file, in a one-part multipart/related body.")
     def retrieve_instance(study: str, series: str, sop: str, request: Request) -> StreamingResponse:
         return serve(request, study, series, sop)
+
+    @router.get("/dicom-web/studies/{study}/series/{series}/instances", summary="QIDO-RS: the instances of a series",
+                responses={401: responses[401], 403: responses[403]},  # type: ignore[dict-item]
+                description="The series' instances on this node's disk, as DICOM JSON with their Retrieve URLs.")
+    def search_instances(study: str, series: str, request: Request) -> JSONResponse:
+        with sessions() as s:
+            rows = list(s.scalars(select(Instance).where(Instance.study_uid == study, Instance.series_uid == series)
+                                  .order_by(Instance.sop_instance_uid)))
+        here = [r for r in rows if (store_root / r.path).is_file()]
+        base = _service_root(request)
+        out = []
+        for r in here:
+            item = {"00080016": {"vr": "UI", "Value": [r.sop_class_uid]},
+                    "00080018": {"vr": "UI", "Value": [r.sop_instance_uid]},
+                    "0020000D": {"vr": "UI", "Value": [r.study_uid]},
+                    "0020000E": {"vr": "UI", "Value": [r.series_uid]},
+                    "00081190": {"vr": "UR", "Value": [
+                        f"{base}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_instance_uid}"]}}
+            number = (r.attrs or {}).get("InstanceNumber")
+            if number not in (None, ""):
+                item["00200013"] = {"vr": "IS", "Value": [int(number)]}
+            out.append(item)
+        request.state.audit_detail = {"study_uid": study, "series_uid": series, "instances": len(out)}
+        return JSONResponse(out, media_type="application/dicom+json")
 
     return router
 

@@ -161,3 +161,15 @@ def test_accept_parsing() -> None:
     assert not acceptable(f'multipart/related; type="application/dicom"; transfer-syntax={ELE}', {ELE, JPEG_BASELINE})
     assert not acceptable('multipart/related; type="application/octet-stream"', {ELE})
     assert not acceptable("application/json", {ELE})
+
+
+def test_qido_lists_the_series_instances_with_retrieve_urls(served: Served) -> None:
+    client = served.client()
+    found = client.search_for_instances(study_instance_uid=served.study, series_instance_uid=served.series)
+    assert {f["00080018"]["Value"][0] for f in found} == set(served.files)
+    assert {f["0020000E"]["Value"][0] for f in found} == {served.series}
+    assert sorted(f["00200013"]["Value"][0] for f in found) == list(range(1, len(served.files) + 1))
+    url = found[0]["00081190"]["Value"][0]
+    assert client.retrieve_bulkdata(url) == [served.files[found[0]["00080018"]["Value"][0]]]
+    assert client.search_for_instances(study_instance_uid=served.study, series_instance_uid="1.2.3.4.5") == []
+    assert requests.get(f"{served.url}/studies/{served.study}/series/{served.series}/instances").status_code == 401
