@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pydicom
@@ -127,10 +128,30 @@ def wait_for(fn, timeout: float, what: str):  # type: ignore[no-untyped-def]
 
 def send(node: Node, folder: Path) -> str:
     files = sorted(folder.glob("*.dcm"))
-    r = dcmtk("storescu", "-aet", "STORESCU", "-aec", node.cfg.read_text().split("ae_title: ")[1].split()[0],
+    r = dcmtk("storescu", "-R", "-aet", "STORESCU", "-aec", node.cfg.read_text().split("ae_title: ")[1].split()[0],
               "127.0.0.1", str(node.dicom_port), *map(str, files))
     assert r.returncode == 0, r.stdout + r.stderr
     return str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+
+
+def reviewed_seg(ai_seg_path: Path, sources: list[Path], out: Path) -> Path:
+    """The AI SEG as a radiologist's reviewed version (SEMIAUTOMATIC, same pixels), in its own folder."""
+    import highdicom as hd
+    import numpy as np
+
+    from tests.node.infer.test_remeasure import _edited_seg
+
+    ai_ds = pydicom.dcmread(ai_seg_path)
+    ai = hd.seg.Segmentation.from_dataset(ai_ds)
+    images = [pydicom.dcmread(p) for p in sources]
+    numbers = sorted(int(x.SegmentNumber) for x in ai.SegmentSequence)
+    masks = ai.get_pixels_by_source_instance([str(d.SOPInstanceUID) for d in images], segment_numbers=numbers,
+                                             assert_missing_frames_are_empty=True, skip_overlap_checks=True)
+    labels = np.zeros(masks.shape[:3], dtype=np.uint8)
+    for i, n in enumerate(numbers):  # nested segments, outer to inner
+        labels[masks[..., i].astype(bool)] = n
+    out.mkdir(parents=True)
+    return _edited_seg(ai_ds, SimpleNamespace(datasets=images), labels, out)
 
 
 def test_second_node_without_shared_storage_processes_what_the_first_received(
@@ -184,6 +205,25 @@ def test_second_node_without_shared_storage_processes_what_the_first_received(
         assert {r.sop_instance_uid for r in results} <= at_pacs
         # Nothing in A's store changed.
         assert snapshot(a.store) == received_on_a
+
+        # 1b. A reviewed SEG arrives at A: only A's sweep can read it (B skips it), B re-measures it
+        # after fetching the SEG from A, and B delivers the new SR.
+        edited = reviewed_seg(b.store / next(r.path for r in results if r.sop_class_uid == SEG),
+                              sorted(study_series["lge"].glob("*.dcm")), tmp_path / "edited")
+        seg_series = send(a, edited.parent)
+        remeasure = wait_for(lambda: [j for j in b.get(f"/api/jobs?series_uid={seg_series}")
+                                      if j["state"] in ("done", "failed")], 120, "the remeasure job")[0]
+        assert remeasure["state"] == "done" and remeasure["kind"] == "remeasure", remeasure
+        with sessions() as s:
+            seg_row = s.scalars(select(Instance).where(Instance.series_uid == seg_series)).one()
+            new_sr = [o["sop_instance_uid"] for o in remeasure["result"]["objects"] if o["kind"] == "sr"]
+            sr_rows = list(s.scalars(select(Instance).where(Instance.sop_instance_uid.in_(new_sr))))
+        assert seg_row.node == "node-a" and (b.store / seg_row.path).read_bytes() == (a.store / seg_row.path).read_bytes()
+        assert len(sr_rows) == 1 and sr_rows[0].node == "node-b"
+        wait_for(lambda: sr_rows[0].sop_instance_uid in {
+            str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in (tmp_path / "pacs").iterdir()},
+            60, "the re-measured SR at the PACS")
+        received_on_a = snapshot(a.store)  # now with the reviewed SEG
 
         # 2. A down while B needs its files: the attempt fails with a clear reason and is retried.
         second = tmp_path / "second"
