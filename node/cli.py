@@ -197,6 +197,29 @@ def series(
         typer.echo(_table(rows, ["state", "instances", "modality", "description", "last_received", "reason", "series_uid"]))
 
 
+def nodes(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the cluster's nodes (cluster.enabled): DICOMweb URL, last heartbeat, instance files held."""
+    from sqlalchemy import func, select
+
+    from node.core import build_core
+    from node.db.models import ClusterNode, Instance, utcnow
+
+    core = build_core(_load(config))
+    now = utcnow()
+    with core.sessions() as s:
+        held = dict(s.execute(select(Instance.node, func.count()).group_by(Instance.node)).all())
+        rows = [{"name": n.name, "url": n.url, "started": n.started_at.isoformat(timespec="seconds"),
+                 "heartbeat_s_ago": round((now - n.updated_at).total_seconds()), "instances": held.get(n.name, 0)}
+                for n in s.scalars(select(ClusterNode).order_by(ClusterNode.name))]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        typer.echo(_table(rows, ["name", "url", "heartbeat_s_ago", "instances", "started"]))
+
+
 def request(
     study: Annotated[str, typer.Option("--study", help="Study Instance UID to retrieve and process.")],
     source: Annotated[str, typer.Option("--source", help="A source named in the config's sources: list.")],
@@ -324,6 +347,7 @@ def register(app: typer.Typer) -> None:
     app.command(help=echo.__doc__)(echo)
     app.command(help=jobs.__doc__)(jobs)
     app.command(help=series.__doc__)(series)
+    app.command(help=nodes.__doc__)(nodes)
     app.command(help=request.__doc__)(request)
     app.add_typer(config_app, name="config")
     app.add_typer(db_app, name="db")
