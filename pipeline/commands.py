@@ -269,7 +269,9 @@ def evaluate_cmd(
             _echo_summary(summary, out)
             return
         fold_k, folds_file = ks[0], ffile
-        ids = F.split(doc, fold_k)[1]
+        ids = F.validation_ids(doc, fold_k, fmt)
+        if not ids:
+            raise typer.BadParameter(f"fold {fold_k} has no {fmt} validation cases in {ffile}", param_hint="--fold")
         if not (weights / "model.json").exists() and (weights / f"fold{fold_k}").is_dir():
             weights = weights / f"fold{fold_k}"  # the run folder of `train --fold all`
     if cases:
