@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Collection, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import node
 from node import metrics
 from node.api.health import HealthSources, health_router
+from node.api.lookup import get_or_404
 from node.api.requests import requests_router
 from node.api.auth import Authenticator, AuthMiddleware, Principal, document_security
 from node.config import StowReceiveConfig
@@ -167,9 +168,7 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
     @app.get("/api/jobs/{job_id}", response_model=JobOut)
     def job(job_id: int, request: Request) -> JobOut:
         with sessions() as s:
-            j = s.get(Job, job_id)
-            if j is None:
-                raise HTTPException(404, f"no job {job_id}")
+            j = get_or_404(s, Job, job_id, "job")
             request.state.audit_objects = [A.job(job_id, study_uid=j.study_uid, series_uid=j.series_uid)]
             return _with_review(s, [j])[0]
 
@@ -179,9 +178,7 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
         recorded is the authenticated caller."""
         principal: Principal = request.state.principal
         with sessions.begin() as s:
-            j = s.get(Job, job_id)
-            if j is None:
-                raise HTTPException(404, f"no job {job_id}")
+            j = get_or_404(s, Job, job_id, "job")
             request.state.audit_objects = [A.job(job_id, study_uid=j.study_uid, series_uid=j.series_uid,
                                                  decision=body.decision, seg_series_uid=body.seg_series_uid)]
             r = Review(job_id=job_id, reviewer=principal.name,
@@ -197,9 +194,7 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
     @app.get("/api/jobs/{job_id}/reviews", response_model=list[ReviewOut])
     def reviews(job_id: int, request: Request) -> list[Review]:
         with sessions() as s:
-            j = s.get(Job, job_id)
-            if j is None:
-                raise HTTPException(404, f"no job {job_id}")
+            j = get_or_404(s, Job, job_id, "job")
             request.state.audit_objects = [A.job(job_id, study_uid=j.study_uid, series_uid=j.series_uid)]
             return list(s.scalars(select(Review).where(Review.job_id == job_id)
                                   .order_by(Review.created_at.desc(), Review.id.desc())))

@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.orm import Session, sessionmaker
 
+from node.api.lookup import get_or_404
 from node.db.models import InferenceRequest, RequestState, utcnow
 from node.store.uids import is_valid_uid
 
@@ -119,9 +120,7 @@ def requests_router(sessions: sessionmaker[Session], sources: Collection[str], d
     @router.get("/api/inference-requests/{request_id}", response_model=InferenceRequestOut)
     def get(request_id: int, request: Request) -> InferenceRequest:
         with sessions() as s:
-            r = s.get(InferenceRequest, request_id)
-            if r is None:
-                raise HTTPException(404, f"no inference request {request_id}")
+            r = get_or_404(s, InferenceRequest, request_id, "inference request")
             request.state.audit_detail = {"inference_request": request_id, "study_uid": r.study_uid}
             return r
 

@@ -42,12 +42,10 @@ from starlette.concurrency import run_in_threadpool
 
 from node import metrics
 from node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
-from node.receive.header import (STATUS_CANNOT_UNDERSTAND, STATUS_DATASET_MISMATCH, STATUS_INVALID_UID,
-                                 STATUS_OUT_OF_RESOURCES, Refusal, parse_header)
+from node.receive.header import STATUS_CANNOT_UNDERSTAND, STATUS_DATASET_MISMATCH, Refusal, parse_header
 from node.security import audit as A
-from node.store.files import StorageFull
-from node.store.ingest import InstanceStore
-from node.store.uids import InvalidUID, is_valid_uid
+from node.store.ingest import InstanceStore, ingest_refusal
+from node.store.uids import is_valid_uid
 
 log = logging.getLogger(__name__)
 
@@ -107,19 +105,14 @@ class StowReceiver:
             if study is not None and header.study_uid != study:
                 raise Refusal(STATUS_DATASET_MISMATCH, "StudyInstanceUID differs from the study in the request URL")
             result = self.store.ingest(header, data, source)
-        except Refusal as exc:
-            out.status, out.reason = exc.status, exc.reason
-        except InvalidUID as exc:
-            out.status, out.reason = STATUS_INVALID_UID, str(exc)
-        except StorageFull as exc:
-            out.status, out.reason = STATUS_OUT_OF_RESOURCES, f"storage full: {exc}"
-        except Exception as exc:  # disk or database failure: the sender keeps the instance and retries
-            log.error("instance refused: could not be stored", exc_info=True,
-                      extra={"sop_instance_uid": out.sop_instance_uid[:80], "source": source})
-            out.status, out.reason = STATUS_OUT_OF_RESOURCES, f"could not be stored: {type(exc).__name__}"
+        except Exception as exc:
+            refusal = ingest_refusal(exc)
+            if refusal.cause == "error":  # disk or database failure: the sender keeps the instance and retries
+                log.error("instance refused: could not be stored", exc_info=True,
+                          extra={"sop_instance_uid": out.sop_instance_uid[:80], "source": source})
+            out.status, out.reason = refusal.status, refusal.reason
+            metrics.STOW_INSTANCES.labels("refused" if refusal.permanent else "out_of_resources").inc()
         if out.status:
-            metrics.STOW_INSTANCES.labels("out_of_resources" if out.status == STATUS_OUT_OF_RESOURCES
-                                          else "refused").inc()
             log.warning("instance refused", extra={"sop_instance_uid": out.sop_instance_uid[:80], "source": source,
                                                    "status": f"0x{out.status:04X}", "reason": out.reason,
                                                    "transport": "stow-rs"})

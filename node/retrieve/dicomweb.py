@@ -37,9 +37,8 @@ from node.config import DicomwebSourceConfig, DimseSourceConfig, SourceConfig
 from node.db.models import InferenceRequest, Instance, Job, JobState, RequestState, Series, SeriesState, utcnow
 from node.deliver.destinations import StowDestination
 from node.deliver.stow import make_client
-from node.receive.header import Refusal, parse_header
-from node.store.ingest import InstanceStore
-from node.store.uids import InvalidUID
+from node.receive.header import parse_header
+from node.store.ingest import InstanceStore, ingest_refusal
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +105,11 @@ def ingest_part10(store: InstanceStore, owner: str, data: bytes, *, sop_class: s
     try:
         header = parse_header(data, affected_sop_class=sop_class, affected_sop_instance=sop, transfer_syntax=tsx)
         store.ingest(header, data, owner)
-    except Refusal as exc:
-        raise Permanent(f"instance {sop} from source {source!r} refused: {exc.reason}") from None
-    except InvalidUID as exc:
-        raise Permanent(f"instance {sop} from source {source!r} refused: {exc}") from None
+    except Exception as exc:
+        refusal = ingest_refusal(exc)
+        if refusal.permanent:
+            raise Permanent(f"instance {sop} from source {source!r} refused: {refusal.reason}") from None
+        raise  # storage full, disk or database: the caller retries the attempt
 
 
 class RequestRunner:
