@@ -1,8 +1,9 @@
 """docs/pacs.md cannot rot silently: every ``yaml`` block loads with the node's config loader,
 every ``json`` block parses, the C-STORE routing script is ``docker/route.lua`` verbatim, and a real
-Orthanc started with the page's Orthanc settings (the ``json orthanc-config`` blocks, TLS aside)
-lists the node as a modality with the permissions shown and, with the page's STOW-RS routing
-script, pushes a stable MR series to the node's STOW-RS endpoint with the documented key header."""
+Orthanc started with the page's Orthanc settings (the ``json orthanc-config`` blocks) lists the node
+as a modality with the permissions shown and, with the page's STOW-RS routing script, pushes a
+stable MR series to the node's STOW-RS endpoint with the documented key header; the DICOM TLS block
+starts Orthanc with a test CA's certificates in place of the page's paths."""
 
 from __future__ import annotations
 
@@ -140,5 +141,29 @@ def test_orthanc_with_the_documented_settings_routes_to_the_node_by_stow(stow_no
             time.sleep(0.5)
         assert len(rows) == len(lge), orthanc.log_path.read_text(errors="replace")[-2000:]
         assert {r.calling_ae for r in rows} == {"orthanc"}  # the key's name: the documented header was sent
+    finally:
+        orthanc.stop()
+
+
+@pytest.mark.orthanc
+@pytest.mark.skipif(not orthanc_available(), reason="Orthanc with the DICOMweb plugin is not installed")
+def test_orthanc_starts_with_the_documented_tls_settings(tmp_path: Path) -> None:
+    """The DICOM TLS block, with the page's paths replaced by a test CA's files: Orthanc starts
+    with them and marks the node's modality for TLS."""
+    from tests.support.pki import LocalCA
+
+    [tls] = [json.loads(b) for b in blocks("json", "orthanc-config") if "DicomTlsEnabled" in json.loads(b)]
+    ca = LocalCA(tmp_path / "pki")
+    server = ca.issue("orthanc")
+    files = {"DicomTlsCertificate": server.cert, "DicomTlsPrivateKey": server.key,
+             "DicomTlsTrustedCertificates": ca.ca_file}
+    assert set(files) <= set(tls)
+    tls.update({k: str(v) for k, v in files.items()})
+    modalities = tls.pop("DicomModalities")
+    modalities["lgenode"]["Host"] = "127.0.0.1"
+    orthanc = start_orthanc(tmp_path / "orthanc", modalities=modalities, extra_config=tls)
+    try:
+        known = orthanc.get_json("/modalities?expand")
+        assert known["lgenode"]["UseDicomTls"] is True and known["lgenode"]["AET"] == "LGENODE"  # type: ignore[index]
     finally:
         orthanc.stop()
