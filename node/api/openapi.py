@@ -14,6 +14,7 @@ SERIES_UID = "1.2.826.0.1.3680043.8.498.10002"
 SEG_SERIES_UID = "1.2.826.0.1.3680043.8.498.10003"
 SEG_UID = "1.2.826.0.1.3680043.8.498.10004"
 SR_UID = "1.2.826.0.1.3680043.8.498.10005"
+SR_SERIES_UID = "1.2.826.0.1.3680043.8.498.10006"  # each result kind has its own series
 TIME = "2026-12-03T10:15:30Z"
 
 
@@ -73,7 +74,7 @@ JOB_EXAMPLE = {"id": 7, "kind": "segment", "series_uid": SERIES_UID, "study_uid"
                "created_at": TIME, "started_at": TIME, "finished_at": TIME,
                "result": {"n_files": 12, "objects": [
                    {"kind": "seg", "sop_instance_uid": SEG_UID, "series_uid": SEG_SERIES_UID},
-                   {"kind": "sr", "sop_instance_uid": SR_UID, "series_uid": SEG_SERIES_UID}]},
+                   {"kind": "sr", "sop_instance_uid": SR_UID, "series_uid": SR_SERIES_UID}]},
                "review": REVIEW_EXAMPLE}
 
 SERIES_EXAMPLE = {"series_uid": SERIES_UID, "study_uid": STUDY_UID, "modality": "MR",
@@ -89,5 +90,5 @@ REQUEST_EXAMPLE = {"id": 5, "transaction_id": "ris-4711", "study_uid": STUDY_UID
                    "found_series": [SERIES_UID], "instances_expected": 12, "instances_retrieved": 12,
                    "instances_already_stored": 0, "attempts": 1, "job_ids": [7],
                    "results": [{"kind": "seg", "sop_instance_uid": SEG_UID, "series_uid": SEG_SERIES_UID, "job_id": 7},
-                               {"kind": "sr", "sop_instance_uid": SR_UID, "series_uid": SEG_SERIES_UID, "job_id": 7}],
+                               {"kind": "sr", "sop_instance_uid": SR_UID, "series_uid": SR_SERIES_UID, "job_id": 7}],
                    "reason": None, "principal": "ris", "created_at": TIME, "updated_at": TIME}
