@@ -40,7 +40,7 @@ def segment(
         None, "--weights", "-w", help="Weights folder (model.json, segmenter.onnx ...). Default: models/weights "
         "or $LGENODE_WEIGHTS_DIR."
     ),
-    runtime: str = typer.Option("onnx", "--runtime", "-r", help="onnx (ONNX Runtime, default) or keras (reference)."),
+    runtime: str = typer.Option("onnx", "--runtime", "-r", help="onnx (ONNX Runtime, default), onnx-int8 (quantised copies from `lgenode pipeline quantize`) or keras (reference)."),
     no_postprocess: bool = typer.Option(False, "--no-postprocess", help="Skip the anatomical rules."),
 ) -> None:
     """Segment LV cavity, myocardium, infarct and no-reflow in an LGE stack.
@@ -63,8 +63,8 @@ def segment(
     from models.segment import WeightsNotFoundError, segment_volume
 
     logging.basicConfig(level=logging.WARNING)
-    if runtime not in ("onnx", "keras"):
-        raise typer.BadParameter("--runtime must be onnx or keras")
+    if runtime not in ("onnx", "onnx-int8", "keras"):
+        raise typer.BadParameter("--runtime must be onnx, onnx-int8 or keras")
     with tqdm(total=4, desc="segment", unit="step") as bar:
         bar.set_postfix_str("reading input")
         volume = load_input(input)

@@ -26,8 +26,19 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-Runtime = Literal["onnx", "keras"]
-RUNTIMES: tuple[str, ...] = ("onnx", "keras")
+Runtime = Literal["onnx", "onnx-int8", "keras"]
+RUNTIMES: tuple[str, ...] = ("onnx", "onnx-int8", "keras")
+# File suffix per runtime: "onnx-int8" serves the statically quantised copies written by
+# ``lgenode pipeline quantize`` (models.quantize) beside the float32 ONNX files.
+SUFFIX: dict[str, str] = {"onnx": ".onnx", "onnx-int8": ".int8.onnx", "keras": ".keras"}
+
+
+def weight_file(stem: Path | str, runtime: str) -> Path:
+    """The file a runtime loads for a network stem (``segmenter`` -> ``segmenter.int8.onnx``)."""
+    if runtime not in SUFFIX:
+        raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
+    stem = Path(stem)
+    return stem.with_name(stem.name + SUFFIX[runtime])
 ONNX_OPSET = 17
 
 
@@ -91,13 +102,11 @@ class KerasPredictor(Predictor):
 
 
 def load_predictor(stem: Path, runtime: Runtime = "onnx") -> Predictor:
-    """Load ``stem.onnx`` (runtime "onnx") or ``stem.keras`` (runtime "keras")."""
-    stem = Path(stem)
-    if runtime == "onnx":
-        return OnnxPredictor(stem.with_suffix(".onnx"))
+    """Load ``stem.onnx`` (runtime "onnx"), ``stem.int8.onnx`` ("onnx-int8") or ``stem.keras``."""
+    path = weight_file(stem, runtime)
     if runtime == "keras":
-        return KerasPredictor(stem.with_suffix(".keras"))
-    raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
+        return KerasPredictor(path)
+    return OnnxPredictor(path)
 
 
 class MeanPredictor(Predictor):
@@ -149,13 +158,12 @@ class Segmenter:
         """Load ``segmenter`` (+ ``localiser``) from ``weights_dir``, or, with ``members``, the
         same file names from each member subfolder (an ensemble)."""
         weights_dir = Path(weights_dir)
-        ext = ".onnx" if runtime == "onnx" else ".keras"
         folders = [weights_dir / m for m in members] if members else [weights_dir]
         seg_name = Path(segmenter).name if members else segmenter
         loc_name = (Path(localiser).name if members else localiser) if localiser else None
         segs = [load_predictor(f / seg_name, runtime) for f in folders]
         locs = [load_predictor(f / loc_name, runtime) for f in folders
-                if loc_name is not None and (f / loc_name).with_suffix(ext).exists()]
+                if loc_name is not None and weight_file(f / loc_name, runtime).exists()]
         return cls(segs, locs or None, runtime)
 
     def member_probabilities(self, x: np.ndarray) -> np.ndarray:

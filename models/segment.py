@@ -148,11 +148,16 @@ def _missing_message(weights_dir: Path, missing: list[str]) -> str:
 
 
 def _check_weights(weights_dir: Path, info: ModelInfo, runtime: str) -> None:
-    ext = ".onnx" if runtime == "onnx" else ".keras"
+    from models.runtime import weight_file
+
     stems = ([Path(m) / Path(info.segmenter).name for m in info.members] if info.members
              else [Path(info.segmenter)])
-    missing = [str(s.with_suffix(ext)) for s in stems
-               if not (weights_dir / s).with_suffix(ext).exists()]
+    missing = [str(weight_file(s, runtime)) for s in stems
+               if not (weights_dir / weight_file(s, runtime)).exists()]
+    if missing and runtime == "onnx-int8":
+        raise WeightsNotFoundError(
+            f"No int8 model in {weights_dir}: missing {', '.join(missing)}. Write it with "
+            f"`lgenode pipeline quantize {weights_dir}` (needs the `train` extra), or use runtime onnx.")
     if missing:
         raise WeightsNotFoundError(_missing_message(weights_dir, missing))
     if info.roi_size != pp.ROI_SIZE or abs(info.target_spacing_mm - pp.TARGET_SPACING_MM) > 1e-6:

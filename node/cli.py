@@ -1,4 +1,4 @@
-"""Node commands: serve, send, echo, jobs, series, request, config, db."""
+"""Node commands: serve, send, echo, jobs, series, request, openapi, config, db."""
 
 from __future__ import annotations
 
@@ -289,6 +289,21 @@ def request(
         raise typer.Exit(1)
 
 
+def openapi(
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the document here (default: print it).")] = None,
+) -> None:
+    """Write the HTTP API's OpenAPI document (JSON): every route with its summary, errors and
+    examples, and the security schemes (bearer token, X-API-Key). No node needs to run."""
+    from node.api.spec import build_spec
+
+    text = json.dumps(build_spec(), indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {out}", err=True)
+
+
 config_app = typer.Typer(no_args_is_help=True, help="Check or show the node configuration.")
 
 
@@ -349,5 +364,6 @@ def register(app: typer.Typer) -> None:
     app.command(help=series.__doc__)(series)
     app.command(help=nodes.__doc__)(nodes)
     app.command(help=request.__doc__)(request)
+    app.command(help=openapi.__doc__)(openapi)
     app.add_typer(config_app, name="config")
     app.add_typer(db_app, name="db")

@@ -256,7 +256,7 @@ class ModelConfig(_Strict):
     # Folder with model.json + the segmenter/localiser (ONNX and/or .keras). Empty: the weights
     # shipped in the package (models/weights), or env LGENODE_WEIGHTS_DIR.
     weights_dir: Path | None = None
-    runtime: Literal["onnx", "keras"] = "onnx"
+    runtime: Literal["onnx", "onnx-int8", "keras"] = "onnx"
     # Also write the readable Encapsulated PDF report (about a second per job).
     write_report: bool = True
 

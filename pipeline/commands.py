@@ -40,6 +40,44 @@ def ensemble_cmd(
     typer.echo(f"wrote {path} ({len(folds)} members, quality threshold {threshold})")
 
 
+def quantize_cmd(
+    weights: Path = typer.Argument(..., help="Weights folder (model.json + ONNX networks; an ensemble's members too)."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    folds: Path | None = typer.Option(None, "--folds", help=FOLDS_HELP + " Each fold member is calibrated without its validation cases."),
+    cases: int = typer.Option(24, "--cases", min=1, help="Calibration cases per data set (EMIDEC, MyoPS), spread over the list."),
+) -> None:
+    """Write int8 copies (*.int8.onnx) of a weights folder's networks, served with runtime onnx-int8."""
+    import json
+
+    from pipeline.evaluate.cases import iter_cases, list_case_ids
+    from pipeline.train.quantize import quantize_weights
+
+    if not (weights / "model.json").exists():
+        raise typer.BadParameter(f"{weights}: no model.json", param_hint="WEIGHTS")
+    ffile = folds or Path("pipeline/configs/emidec_folds.json")
+    folds_doc = json.loads(ffile.read_text()) if ffile.exists() else None
+    picked: list[tuple[str, object]] = []
+    for fmt in ("emidec-png", "myops-nifti"):
+        try:
+            ids = list_case_ids(fmt, data_dir)
+        except FileNotFoundError as exc:
+            typer.echo(f"{fmt}: not found ({exc}); calibrating without it", err=True)
+            continue
+        step = max(1, len(ids) // cases)
+        ids = ids[::step][:cases]
+        picked += [(c.case_id, c.volume) for c in iter_cases(fmt, data_dir, ids)]
+    if not picked:
+        raise typer.BadParameter("no calibration cases found", param_hint="--data-dir")
+    facts = quantize_weights(weights, picked, folds_doc)
+    for name, m in facts["members"].items():  # type: ignore[union-attr]
+        typer.echo(f"{name}: {m['calibration_slices']} slices from {m['calibration_cases']} cases; int8 keeps "
+                   f"{100 * m['segmenter_label_agreement']:.2f} % of the segmenter's labels"
+                   + (f", {100 * m['localiser_mask_agreement']:.2f} % of the localiser's LV mask"
+                      if "localiser_mask_agreement" in m else ""))
+    typer.echo(f"wrote int8 networks and model.json:int8 in {weights}; serve with runtime onnx-int8, "
+               f"check with `lgenode pipeline evaluate --runtime onnx-int8`")
+
+
 def _logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -196,7 +234,7 @@ def evaluate_cmd(
     fold: str | None = typer.Option(None, "--fold", help="Fold K (its validation cases) or 'all' (each fold with WEIGHTS/fold{k}, pooled)."),
     cases: str | None = typer.Option(None, "--cases", help="Comma-separated case ids (default: every case)."),
     limit_cases: int | None = typer.Option(None, "--limit-cases", help="Only the first N cases (smoke tests)."),
-    runtime: str = typer.Option("auto", "--runtime", help="auto (ONNX if exported, else Keras), onnx or keras."),
+    runtime: str = typer.Option("auto", "--runtime", help="auto (ONNX if exported, else Keras), onnx, onnx-int8 (quantised, see `quantize`) or keras."),
     postprocess: bool = typer.Option(True, "--postprocess/--no-postprocess", help="Anatomical post-processing (on in the node)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -213,8 +251,8 @@ def evaluate_cmd(
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"choose one of {FORMATS}", param_hint="--format")
-    if runtime not in ("auto", "onnx", "keras"):
-        raise typer.BadParameter("auto, onnx or keras", param_hint="--runtime")
+    if runtime not in ("auto", "onnx", "onnx-int8", "keras"):
+        raise typer.BadParameter("auto, onnx, onnx-int8 or keras", param_hint="--runtime")
     fold_k: int | None = None
     ids: list[str] | None = None
     if fold is not None:
@@ -231,7 +269,9 @@ def evaluate_cmd(
             _echo_summary(summary, out)
             return
         fold_k, folds_file = ks[0], ffile
-        ids = F.split(doc, fold_k)[1]
+        ids = F.validation_ids(doc, fold_k, fmt)
+        if not ids:
+            raise typer.BadParameter(f"fold {fold_k} has no {fmt} validation cases in {ffile}", param_hint="--fold")
         if not (weights / "model.json").exists() and (weights / f"fold{fold_k}").is_dir():
             weights = weights / f"fold{fold_k}"  # the run folder of `train --fold all`
     if cases:
@@ -277,3 +317,4 @@ def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate_cmd)
     app.command("cv-report")(cv_report_cmd)
     app.command("ensemble")(ensemble_cmd)
+    app.command("quantize")(quantize_cmd)

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Collection, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 import node
 from node import metrics
 from node.api.health import HealthSources, health_router
+from node.api.lookup import get_or_404
+from node.api.openapi import (JOB_EXAMPLE, REVIEW_EXAMPLE, SERIES_EXAMPLE, VALIDATION_422, errors,
+                              json_example)
 from node.api.requests import requests_router
 from node.api.wado import wado_router
 from node.api.auth import Authenticator, AuthMiddleware, Principal, document_security
@@ -51,6 +54,10 @@ class Shown(BaseModel):
 
 
 class ReviewIn(BaseModel):
+    model_config = {"json_schema_extra": {"examples": [
+        {"decision": "accepted", "comment": "apex contour corrected", "seg_series_uid": REVIEW_EXAMPLE["seg_series_uid"],
+         "seg_sop_instance_uid": REVIEW_EXAMPLE["seg_sop_instance_uid"], "shown": REVIEW_EXAMPLE["shown"]},
+        {"decision": "rejected", "comment": "misses the apex"}]}}
     decision: Literal["accepted", "rejected"]
     comment: str | None = Field(default=None, max_length=1024)
     # No reviewer field: the reviewer is the authenticated identity (a body "reviewer" is ignored).
@@ -59,14 +66,16 @@ class ReviewIn(BaseModel):
     shown: Shown | None = None
 
 
+# Response models: nullable fields default to None only for the OpenAPI document (FastAPI drops
+# nulls from its examples, so they must not be "required" there); responses carry every field.
 class ReviewOut(BaseModel):
     id: int
     job_id: int
     decision: str
-    comment: str | None
-    reviewer: str | None
-    seg_series_uid: str | None
-    seg_sop_instance_uid: str | None
+    comment: str | None = None
+    reviewer: str | None = None
+    seg_series_uid: str | None = None
+    seg_sop_instance_uid: str | None = None
     shown: Shown | None = None
     created_at: datetime
 
@@ -78,13 +87,13 @@ class JobOut(BaseModel):
     study_uid: str
     revision: int
     state: str
-    stage: str | None
+    stage: str | None = None
     attempts: int
     max_attempts: int
-    reason: str | None
+    reason: str | None = None
     created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
     result: dict[str, Any]
     review: ReviewOut | None = None
 
@@ -92,15 +101,15 @@ class JobOut(BaseModel):
 class SeriesOut(BaseModel):
     series_uid: str
     study_uid: str
-    modality: str | None
-    series_description: str | None
-    series_number: int | None
+    modality: str | None = None
+    series_description: str | None = None
+    series_number: int | None = None
     state: str
-    reason: str | None
+    reason: str | None = None
     revision: int
     n_instances: int
     last_received_at: datetime
-    completed_at: datetime | None
+    completed_at: datetime | None = None
 
 
 def latest_reviews(s: Session, job_ids: list[int]) -> dict[int, Review]:
@@ -138,7 +147,13 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
     # WADO-RS out (node/api/wado.py): the stored files, for viewers and for the other nodes of a cluster.
     app.include_router(wado_router(sessions, Path(store_root)))
 
-    @app.get("/metrics")
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response,
+             description="The node's counters and histograms in the Prometheus text format (instances received "
+                         "by outcome, store latency, jobs, deliveries, API authentication failures). Role `read`, "
+                         "or no credentials with `api.auth.public_metrics: true`.",
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}, "example":
+                        "# TYPE lgenode_instances_received_total counter\n"
+                        'lgenode_instances_received_total{outcome="stored"} 1234.0\n'}}}, **errors()})
     def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
@@ -152,7 +167,12 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
             out.append(item)
         return out
 
-    @app.get("/api/jobs", response_model=list[JobOut])
+    @app.get("/api/jobs", response_model=list[JobOut], tags=["jobs"], summary="List jobs",
+             description="Jobs, newest first, each with its latest review: state (queued, running, done, failed, "
+                         "superseded), the stage it is in or failed in, attempts, the failure reason and the "
+                         "result (measurements, the SEG/SR/PDF objects written). Filter by `state`, `study_uid`, "
+                         "`series_uid`. Role `read`.",
+             responses={200: json_example([JOB_EXAMPLE]), 422: {"description": VALIDATION_422}, **errors()})
     def jobs(request: Request, state: str | None = None, study_uid: str | None = None, series_uid: str | None = None,
              limit: int = Query(100, le=1000)) -> list[JobOut]:
         with sessions() as s:
@@ -167,24 +187,28 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
             request.state.audit_detail = {"job_ids": [j.id for j in found]}  # which jobs were disclosed
             return _with_review(s, found)
 
-    @app.get("/api/jobs/{job_id}", response_model=JobOut)
+    @app.get("/api/jobs/{job_id}", response_model=JobOut, tags=["jobs"], summary="One job",
+             description="One job with its latest review (see `GET /api/jobs`). Role `read`.",
+             responses={200: json_example(JOB_EXAMPLE), 422: {"description": VALIDATION_422}, **errors(404)})
     def job(job_id: int, request: Request) -> JobOut:
         with sessions() as s:
-            j = s.get(Job, job_id)
-            if j is None:
-                raise HTTPException(404, f"no job {job_id}")
+            j = get_or_404(s, Job, job_id, "job")
             request.state.audit_objects = [A.job(job_id, study_uid=j.study_uid, series_uid=j.series_uid)]
             return _with_review(s, [j])[0]
 
-    @app.post("/api/jobs/{job_id}/review", response_model=ReviewOut, status_code=201)
+    @app.post("/api/jobs/{job_id}/review", response_model=ReviewOut, status_code=201, tags=["jobs"],
+              summary="Record a review decision",
+              description="Record a radiologist's accept/reject decision on a job's result, with the SEG version "
+                          "and the figures the reader saw (append-only: every decision is kept). The reviewer "
+                          "recorded is the authenticated identity; a `reviewer` field in the body is ignored. "
+                          "Role `review`.",
+              responses={201: json_example(REVIEW_EXAMPLE), 422: {"description": VALIDATION_422}, **errors(404)})
     def review(job_id: int, body: ReviewIn, request: Request) -> Review:
         """Record a radiologist's accept/reject decision (append-only history). The reviewer
         recorded is the authenticated caller."""
         principal: Principal = request.state.principal
         with sessions.begin() as s:
-            j = s.get(Job, job_id)
-            if j is None:
-                raise HTTPException(404, f"no job {job_id}")
+            j = get_or_404(s, Job, job_id, "job")
             request.state.audit_objects = [A.job(job_id, study_uid=j.study_uid, series_uid=j.series_uid,
                                                  decision=body.decision, seg_series_uid=body.seg_series_uid)]
             r = Review(job_id=job_id, reviewer=principal.name,
@@ -197,17 +221,22 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
         metrics.REVIEWS.labels(body.decision).inc()
         return r
 
-    @app.get("/api/jobs/{job_id}/reviews", response_model=list[ReviewOut])
+    @app.get("/api/jobs/{job_id}/reviews", response_model=list[ReviewOut], tags=["jobs"],
+             summary="A job's review history",
+             description="Every decision recorded for the job, newest first. Role `read`.",
+             responses={200: json_example([REVIEW_EXAMPLE]), 422: {"description": VALIDATION_422}, **errors(404)})
     def reviews(job_id: int, request: Request) -> list[Review]:
         with sessions() as s:
-            j = s.get(Job, job_id)
-            if j is None:
-                raise HTTPException(404, f"no job {job_id}")
+            j = get_or_404(s, Job, job_id, "job")
             request.state.audit_objects = [A.job(job_id, study_uid=j.study_uid, series_uid=j.series_uid)]
             return list(s.scalars(select(Review).where(Review.job_id == job_id)
                                   .order_by(Review.created_at.desc(), Review.id.desc())))
 
-    @app.get("/api/series", response_model=list[SeriesOut])
+    @app.get("/api/series", response_model=list[SeriesOut], tags=["series"], summary="List series",
+             description="Received series, most recently received first: state (receiving, selected, ignored, "
+                         "...), the reason a series was selected or ignored by the LGE rules, instance count. "
+                         "Filter by `state`. Role `read`.",
+             responses={200: json_example([SERIES_EXAMPLE]), 422: {"description": VALIDATION_422}, **errors()})
     def series(request: Request, state: str | None = None, limit: int = Query(100, le=1000)) -> list[Series]:
         with sessions() as s:
             q = select(Series).order_by(Series.last_received_at.desc()).limit(limit)

@@ -372,10 +372,20 @@ def document_security(app: Any) -> None:
         if app.openapi_schema is None:
             schema = original()
             schema.setdefault("components", {})["securitySchemes"] = {
-                "bearer": {"type": "http", "scheme": "bearer",
-                           "description": "OIDC access token (JWT) or API key"},
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT or API key",
+                           "description": "`Authorization: Bearer <token>`: an OIDC access token (JWT, verified "
+                                          "against the issuer's JWKS: asymmetric signature, iss, aud, exp; roles "
+                                          "from `api.auth.oidc.roles_claim`) or a static API key "
+                                          "(`api.auth.api_keys`, roles from its config)."},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                           "description": "A static API key (`api.auth.api_keys`); the same keys as in the "
+                                          "bearer header."},
             }
+            schema.setdefault("info", {})["description"] = schema["info"].get("description", "") + (
+                " Every route except /health and /ready needs credentials (a bearer token or an API key) "
+                "with a role: `read` for GET, `review` for review decisions, `store` for STOW-RS in, "
+                "`request` for inference requests, `admin` for everything; 401 without valid credentials, "
+                "403 without the role.")
             schema["security"] = [{"bearer": []}, {"apiKey": []}]
             for path in ALWAYS_PUBLIC:
                 for op in schema.get("paths", {}).get(path, {}).values():

@@ -107,10 +107,28 @@ def _checks(src: HealthSources) -> tuple[dict[str, Any], list[str], list[str], l
     return checks, down, unready, degraded
 
 
-def health_router(src: HealthSources) -> APIRouter:
-    router = APIRouter()
+_CHECKS_EXAMPLE = {"database": "ok", "dicom_scp": "ok", "storage_free_bytes": 52_613_349_376,
+                   "storage_min_free_bytes": 524_288_000, "storage": "ok", "workers": {"alive": 1, "configured": 1},
+                   "deliveries": {"retrying": 0, "failed_24h": 0}}
 
-    @router.get("/health")
+
+def _doc(ok: dict[str, Any], bad: dict[str, Any], bad_description: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {"application/json": {"example": ok}}},
+            503: {"description": bad_description, "content": {"application/json": {"example": bad}}}}
+
+
+def health_router(src: HealthSources) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health", summary="Liveness, with reasons",
+                description="Public (no credentials): is the process alive and are its parts running? 200 with "
+                            "`status` `ok`, or `degraded` with the `reasons` (storage below "
+                            "`storage.min_free_mb`, database unreachable, deliveries failing: a restart does not "
+                            "fix these); 503 `down` when a part has stopped (DICOM SCP not listening, a job worker "
+                            "dead): restart the node. Reports states and counts, never identifiers.",
+                responses=_doc({"status": "ok", "version": node.__version__, "reasons": [], "checks": _CHECKS_EXAMPLE},
+                               {"status": "down", "version": node.__version__, "reasons": ["DICOM SCP not listening"],
+                                "checks": {**_CHECKS_EXAMPLE, "dicom_scp": "down"}}, "a part of the node has stopped"))
     def health(response: Response) -> dict[str, Any]:
         """Liveness: 200 "ok"/"degraded" (with reasons), 503 "down" when a part has stopped."""
         checks, down, _, degraded = _checks(src)
@@ -118,7 +136,15 @@ def health_router(src: HealthSources) -> APIRouter:
         response.status_code = 503 if down else 200
         return {"status": status, "version": node.__version__, "reasons": down + degraded, "checks": checks}
 
-    @router.get("/ready")
+    @router.get("/ready", summary="Readiness, with reasons",
+                description="Public (no credentials): can the node receive and store instances now? 200 with the "
+                            "DICOM SCP listening, the database reachable and free space above "
+                            "`storage.min_free_mb`; else 503 with the `reasons` (a sender would get 0xA700). "
+                            "Failing deliveries do not make the node unready.",
+                responses=_doc({"ready": True, "reasons": [], "checks": _CHECKS_EXAMPLE},
+                               {"ready": False, "reasons": ["database unreachable"],
+                                "checks": {**_CHECKS_EXAMPLE, "database": "error: OperationalError"}},
+                               "the node cannot store instances now"))
     def ready(response: Response) -> dict[str, Any]:
         """Readiness: 200 when instances can be received and stored now, else 503 with reasons."""
         checks, _, unready, _ = _checks(src)

@@ -14,6 +14,8 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.orm import Session, sessionmaker
 
+from node.api.lookup import get_or_404
+from node.api.openapi import REQUEST_EXAMPLE, STUDY_UID, VALIDATION_422, errors, json_example
 from node.db.models import InferenceRequest, RequestState, utcnow
 from node.store.uids import is_valid_uid
 
@@ -28,8 +30,10 @@ def _check_uid(v: str) -> str:
 
 class InferenceRequestIn(BaseModel):
     model_config = {"extra": "forbid",
-                    "json_schema_extra": {"examples": [{"study_uid": "1.2.826.0.1.3680043.8.498.1", "source": "pacs",
-                                                        "transaction_id": "ris-4711", "priority": 0}]}}
+                    "json_schema_extra": {"examples": [
+                        {"study_uid": STUDY_UID, "source": "pacs", "transaction_id": "ris-4711", "priority": 0},
+                        {"study_uid": STUDY_UID, "series_uids": [REQUEST_EXAMPLE["found_series"][0]],
+                         "source": "pacs-dimse", "destinations": ["pacs"], "priority": 10}]}}
     study_uid: str = _UID
     series_uids: list[str] | None = Field(default=None, max_length=1000,
                                           description="Only these series of the study (default: all)")
@@ -48,29 +52,31 @@ class InferenceRequestIn(BaseModel):
 
 
 class Accepted(BaseModel):
+    model_config = {"json_schema_extra": {"examples": [{"id": 5, "state": "queued"}]}}
     id: int
     state: str
 
 
 class InferenceRequestOut(BaseModel):
+    # Nullable fields default to None for the OpenAPI document only (see node/api/app.py ReviewOut).
     id: int
-    transaction_id: str | None
+    transaction_id: str | None = None
     study_uid: str
-    series_uids: list[str] | None
+    series_uids: list[str] | None = None
     source: str
-    destinations: list[str] | None
+    destinations: list[str] | None = None
     priority: int
     state: str
     stages: dict[str, Any] = Field(description="When each stage was entered")
-    found_series: list[str] | None
-    instances_expected: int | None
+    found_series: list[str] | None = None
+    instances_expected: int | None = None
     instances_retrieved: int
     instances_already_stored: int
     attempts: int
-    job_ids: list[int] | None
-    results: list[dict[str, Any]] | None = Field(description="SEG/SR/PDF: kind, sop_instance_uid, series_uid, job_id")
-    reason: str | None
-    principal: str | None
+    job_ids: list[int] | None = None
+    results: list[dict[str, Any]] | None = Field(default=None, description="SEG/SR/PDF: kind, sop_instance_uid, series_uid, job_id")
+    reason: str | None = None
+    principal: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -104,7 +110,16 @@ def requests_router(sessions: sessionmaker[Session], sources: Collection[str], d
                     on_queued: Callable[[], None] | None = None) -> APIRouter:
     router = APIRouter(tags=["inference requests"])
 
-    @router.post("/api/inference-requests", status_code=202, response_model=Accepted)
+    @router.post("/api/inference-requests", status_code=202, response_model=Accepted,
+                 summary="Request the analysis of a study held by a source",
+                 description="Queue a study (optionally only some of its series) for retrieval from a configured "
+                             "`source` (node.yaml `sources:`; QIDO-RS + WADO-RS or C-FIND + C-GET) and processing; "
+                             "the results go to `destinations` (default: every configured destination). Answers "
+                             "202 with the id to poll at `GET /api/inference-requests/{id}`. A `source` or "
+                             "destination that is not configured is refused 422. Role `request`.",
+                 responses={202: json_example({"id": 5, "state": "queued"}),
+                            422: {"description": VALIDATION_422 + "; or an unknown source or destination "
+                                                                  "(`detail` names it)"}, **errors()})
     def create(body: InferenceRequestIn, request: Request) -> Accepted:
         """Queue a study for retrieval from ``source`` and processing; answers 202 with the id to poll."""
         problem = check_names(body, sources, destinations)
@@ -116,12 +131,16 @@ def requests_router(sessions: sessionmaker[Session], sources: Collection[str], d
             on_queued()
         return Accepted(id=rid, state=RequestState.QUEUED)
 
-    @router.get("/api/inference-requests/{request_id}", response_model=InferenceRequestOut)
+    @router.get("/api/inference-requests/{request_id}", response_model=InferenceRequestOut,
+                summary="State of an inference request",
+                description="Where the request is (queued, querying, retrieving, stored, processing, done, failed) "
+                            "and when it entered each stage; instance counts; the job ids; the SEG/SR/PDF results "
+                            "(kind, UIDs, job) when done, or the failure reason. Role `read`.",
+                responses={200: json_example(REQUEST_EXAMPLE), 422: {"description": VALIDATION_422},
+                           **errors(404, e404={"detail": "no inference request 5"})})
     def get(request_id: int, request: Request) -> InferenceRequest:
         with sessions() as s:
-            r = s.get(InferenceRequest, request_id)
-            if r is None:
-                raise HTTPException(404, f"no inference request {request_id}")
+            r = get_or_404(s, InferenceRequest, request_id, "inference request")
             request.state.audit_detail = {"inference_request": request_id, "study_uid": r.study_uid}
             return r
 

@@ -20,10 +20,8 @@ from node.receive.acl import PeerPolicy
 from node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from node.receive.audit import AssociationAudit
 from node.receive.dimse import tolerate_malformed_requests
-from node.receive.header import STATUS_INVALID_UID, STATUS_OUT_OF_RESOURCES, STATUS_SUCCESS, Refusal, parse_header
-from node.store.files import StorageFull
-from node.store.ingest import InstanceStore
-from node.store.uids import InvalidUID
+from node.receive.header import STATUS_SUCCESS, parse_header
+from node.store.ingest import InstanceStore, ingest_refusal
 from node.security.audit import AuditLog
 from node.security.tls import server_context
 
@@ -160,20 +158,18 @@ class StorageSCP:
                 dataset_offset=len(encoded) - dataset_len,
             )
             result = self.store.ingest(header, encoded, calling)
-        except Refusal as exc:
-            return self._refused(exc.status, exc.reason, where)
-        except InvalidUID as exc:
-            return self._refused(STATUS_INVALID_UID, str(exc), where)
-        except StorageFull as exc:
-            return self._refused(STATUS_OUT_OF_RESOURCES, f"storage full: {exc}", where, outcome="out_of_resources",
-                                 level=logging.ERROR)
         except Exception as exc:
+            refusal = ingest_refusal(exc)
+            if refusal.cause == "refused":
+                return self._refused(refusal.status, refusal.reason, where)
+            if refusal.cause == "storage_full":
+                return self._refused(refusal.status, refusal.reason, where, outcome="out_of_resources",
+                                     level=logging.ERROR)
             # Disk or database failure: the peer must keep the instance and retry later.
             log.error("instance refused: could not be stored", exc_info=True,
-                      extra={**where, "status": f"0x{STATUS_OUT_OF_RESOURCES:04X}",
-                             "reason": f"{type(exc).__name__}: {exc}"})
+                      extra={**where, "status": f"0x{refusal.status:04X}", "reason": refusal.reason})
             metrics.INSTANCES_RECEIVED.labels("out_of_resources").inc()
-            return STATUS_OUT_OF_RESOURCES
+            return refusal.status
         if result.conflict:
             # D9: same SOP Instance UID, other content. The first copy is kept (as Orthanc does by
             # default) and the sender told Success, but the conflict is logged and counted.

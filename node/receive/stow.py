@@ -42,12 +42,10 @@ from starlette.concurrency import run_in_threadpool
 
 from node import metrics
 from node.receive.contexts import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
-from node.receive.header import (STATUS_CANNOT_UNDERSTAND, STATUS_DATASET_MISMATCH, STATUS_INVALID_UID,
-                                 STATUS_OUT_OF_RESOURCES, Refusal, parse_header)
+from node.receive.header import STATUS_CANNOT_UNDERSTAND, STATUS_DATASET_MISMATCH, Refusal, parse_header
 from node.security import audit as A
-from node.store.files import StorageFull
-from node.store.ingest import InstanceStore
-from node.store.uids import InvalidUID, is_valid_uid
+from node.store.ingest import InstanceStore, ingest_refusal
+from node.store.uids import is_valid_uid
 
 log = logging.getLogger(__name__)
 
@@ -107,19 +105,14 @@ class StowReceiver:
             if study is not None and header.study_uid != study:
                 raise Refusal(STATUS_DATASET_MISMATCH, "StudyInstanceUID differs from the study in the request URL")
             result = self.store.ingest(header, data, source)
-        except Refusal as exc:
-            out.status, out.reason = exc.status, exc.reason
-        except InvalidUID as exc:
-            out.status, out.reason = STATUS_INVALID_UID, str(exc)
-        except StorageFull as exc:
-            out.status, out.reason = STATUS_OUT_OF_RESOURCES, f"storage full: {exc}"
-        except Exception as exc:  # disk or database failure: the sender keeps the instance and retries
-            log.error("instance refused: could not be stored", exc_info=True,
-                      extra={"sop_instance_uid": out.sop_instance_uid[:80], "source": source})
-            out.status, out.reason = STATUS_OUT_OF_RESOURCES, f"could not be stored: {type(exc).__name__}"
+        except Exception as exc:
+            refusal = ingest_refusal(exc)
+            if refusal.cause == "error":  # disk or database failure: the sender keeps the instance and retries
+                log.error("instance refused: could not be stored", exc_info=True,
+                          extra={"sop_instance_uid": out.sop_instance_uid[:80], "source": source})
+            out.status, out.reason = refusal.status, refusal.reason
+            metrics.STOW_INSTANCES.labels("refused" if refusal.permanent else "out_of_resources").inc()
         if out.status:
-            metrics.STOW_INSTANCES.labels("out_of_resources" if out.status == STATUS_OUT_OF_RESOURCES
-                                          else "refused").inc()
             log.warning("instance refused", extra={"sop_instance_uid": out.sop_instance_uid[:80], "source": source,
                                                    "status": f"0x{out.status:04X}", "reason": out.reason,
                                                    "transport": "stow-rs"})
@@ -224,13 +217,59 @@ def _audit(request: Request, outcomes: list[Outcome], code: int) -> None:
         request.state.audit_outcome = A.MINOR_FAILURE
 
 
-_REQUEST_BODY_DOC = {"requestBody": {"required": True, "content": {
-    'multipart/related; type="application/dicom"': {"schema": {"type": "string", "format": "binary"}}}},
-    "responses": {"200": {"description": "all instances stored", "content": {DICOM_JSON: {}}},
-                  "202": {"description": "some instances failed (FailedSOPSequence)"},
-                  "409": {"description": "no instance stored"}, "400": {"description": "not a multipart body"},
-                  "413": {"description": "body larger than api.stow.max_body_mb"},
-                  "415": {"description": "not multipart/related; type=application/dicom"}}}
+def _dicom_json(example: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {DICOM_JSON: {"schema": {
+        "type": "object", "description": "DICOM JSON (PS3.18 F.2): the Store Instances Response"},
+        "example": example}}}
+
+
+def _problem_doc(description: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}},
+        "example": {"detail": detail, **extra}}}}
+
+
+def _ref(sop_class: str, sop: str, failure: int | None = None) -> dict[str, Any]:
+    item = {"00081150": {"vr": "UI", "Value": [sop_class]}, "00081155": {"vr": "UI", "Value": [sop]}}
+    if failure is not None:
+        item["00081197"] = {"vr": "US", "Value": [failure]}
+    return item
+
+
+_MR, _UID = "1.2.840.10008.5.1.4.1.1.4", "1.2.826.0.1.3680043.8.498.1000"
+_STORED = {"00081199": {"vr": "SQ", "Value": [_ref(_MR, f"{_UID}1"), _ref(_MR, f"{_UID}2")]}}
+_FAILED = {"00081198": {"vr": "SQ", "Value": [_ref("1.2.840.10008.5.1.4.1.1.2", f"{_UID}3", 0x0122)]}}
+_BODY_EXAMPLE = ('--b0undary\r\nContent-Type: application/dicom\r\n\r\n<DICOM Part 10 file: preamble, DICM, '
+                 'file meta, dataset>\r\n--b0undary\r\nContent-Type: application/dicom\r\n\r\n<next instance>'
+                 '\r\n--b0undary--\r\n')
+_DESCRIPTION = (
+    "STOW-RS (PS3.18 10.5): `multipart/related; type=\"application/dicom\"`, one DICOM file with file meta "
+    "per part. Each instance is checked and stored like a C-STORE (SOP classes and transfer syntaxes the SCP "
+    "accepts, header checks, fsync and index before the answer, duplicates answered as stored, "
+    "`storage.min_free_mb`) and its series is completed, selected and processed like a C-STORE one. The answer "
+    "lists stored instances in ReferencedSOPSequence (0008,1199) and the others in FailedSOPSequence "
+    "(0008,1198) with FailureReason (0008,1197): A700 out of resources (send again later), A900 dataset does "
+    "not match its file meta or the study in the URL, C000 not understood, C001 invalid UID, 0122 SOP class "
+    "and C122 transfer syntax not accepted. Role `store` (a role for senders only).")
+_STOW_DOC: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {'multipart/related; type="application/dicom"': {
+        "schema": {"type": "string", "format": "binary"}, "example": _BODY_EXAMPLE}}},
+    "responses": {
+        "200": _dicom_json(_STORED, "every instance stored (or already stored)"),
+        "202": _dicom_json({**_FAILED, **_STORED}, "some instances stored, the others in FailedSOPSequence"),
+        "409": _dicom_json(_FAILED, "no instance stored: each in FailedSOPSequence with its FailureReason"),
+        "400": _problem_doc("not a (complete) multipart body, or the study in the URL is not a UID; instances in "
+                            "complete parts before the error are stored (`stored_before_the_error`)",
+                            "not a complete multipart body (closing boundary missing)", stored_before_the_error=2),
+        "401": _problem_doc("no or invalid credentials", "not authenticated", reason="no credentials"),
+        "403": _problem_doc("a key or token without the role store (or admin)", "not authorised",
+                            reason="role store required"),
+        "503": _problem_doc("the OIDC issuer's keys could not be fetched", "authentication unavailable: ..."),
+        "413": _problem_doc("body larger than api.stow.max_body_mb", "body exceeds api.stow.max_body_mb",
+                            stored_before_the_limit=0),
+        "415": _problem_doc("not multipart/related; type=application/dicom",
+                            'expected Content-Type multipart/related; type="application/dicom"'),
+    }}
 
 
 def stow_router(receiver: StowReceiver, max_body_bytes: int) -> APIRouter:
@@ -297,13 +336,14 @@ def stow_router(receiver: StowReceiver, max_body_bytes: int) -> APIRouter:
             "refused": sum(1 for o in outcomes if o.status)})
         return Response(response_dataset(outcomes).to_json(), status_code=code, media_type=DICOM_JSON)
 
-    @router.post("/dicom-web/studies", openapi_extra=_REQUEST_BODY_DOC,
-                 summary="STOW-RS: store instances (role store)")
+    @router.post("/dicom-web/studies", openapi_extra=_STOW_DOC, response_class=Response,
+                 summary="STOW-RS: store instances (role store)", description=_DESCRIPTION)
     async def store_instances(request: Request) -> Response:
         return await receive(request, None)
 
-    @router.post("/dicom-web/studies/{study}", openapi_extra=_REQUEST_BODY_DOC,
-                 summary="STOW-RS: store instances of one study (role store)")
+    @router.post("/dicom-web/studies/{study}", openapi_extra=_STOW_DOC, response_class=Response,
+                 summary="STOW-RS: store instances of one study (role store)",
+                 description=_DESCRIPTION + " Every instance must belong to the study `{study}` (else A900).")
     async def store_study_instances(study: str, request: Request) -> Response:
         return await receive(request, study)
 

@@ -37,28 +37,12 @@ from node.config import DicomwebSourceConfig, DimseSourceConfig, SourceConfig
 from node.db.models import InferenceRequest, Instance, Job, JobState, RequestState, Series, SeriesState, utcnow
 from node.deliver.destinations import StowDestination
 from node.deliver.stow import make_client
-from node.receive.header import Refusal, parse_header
+from node.retrieve.common import LEASE, PROGRESS_EVERY, Permanent, Unreachable, ingest_part10
 from node.store.ingest import InstanceStore
-from node.store.uids import InvalidUID
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=10)  # a claimed request is not claimed again before this (renewed as it goes)
-PROGRESS_EVERY = 10  # instances between progress writes (counts, lease)
 STUDY_UID, SERIES_UID, SOP_UID = "0020000D", "0020000E", "00080018"
-
-
-class Unreachable(Exception):
-    """The source could not be reached or failed on its side: worth another attempt.
-    ``progressed``: the attempt stored something first (the count of failed attempts restarts)."""
-
-    def __init__(self, message: str, *, progressed: bool = False) -> None:
-        super().__init__(message)
-        self.progressed = progressed
-
-
-class Permanent(Exception):
-    """The request cannot succeed as it is (unknown study, HTTP 4xx, an instance refused)."""
 
 
 def source_client(src: DicomwebSourceConfig, resolve: Callable[[Path], Path] = lambda p: p) -> DICOMwebClient:
@@ -97,19 +81,6 @@ def encode_part10(ds: pydicom.Dataset) -> tuple[bytes, str, str]:
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
     return buf.getvalue(), str(ds.SOPClassUID), str(meta.TransferSyntaxUID)
-
-
-def ingest_part10(store: InstanceStore, owner: str, data: bytes, *, sop_class: str, sop: str, tsx: str,
-                  source: str) -> None:
-    """Store one retrieved instance (Part 10 bytes) through the durable C-STORE path; a refusal
-    by the node's header checks is `Permanent`. Shared by the DICOMweb and DIMSE retrievers."""
-    try:
-        header = parse_header(data, affected_sop_class=sop_class, affected_sop_instance=sop, transfer_syntax=tsx)
-        store.ingest(header, data, owner)
-    except Refusal as exc:
-        raise Permanent(f"instance {sop} from source {source!r} refused: {exc.reason}") from None
-    except InvalidUID as exc:
-        raise Permanent(f"instance {sop} from source {source!r} refused: {exc}") from None
 
 
 class RequestRunner:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_role, evt
@@ -35,11 +35,8 @@ from sqlalchemy import select
 from node.config import DimseSourceConfig
 from node.db.models import Instance, utcnow
 from node.deliver.association import open_association
-from node.retrieve.dicomweb import LEASE, PROGRESS_EVERY, Permanent, Unreachable, ingest_part10
+from node.retrieve.common import LEASE, PROGRESS_EVERY, Permanent, Runner, Unreachable, ingest_part10
 from node.security.tls import client_context
-
-if TYPE_CHECKING:
-    from node.retrieve.dicomweb import RequestRunner
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +57,7 @@ def _status_text(status: Dataset) -> str:
 class DimseRetrieval:
     """One retrieval attempt from ``src`` for ``runner`` (its store, sessions and progress writes)."""
 
-    def __init__(self, runner: RequestRunner, src: DimseSourceConfig) -> None:
+    def __init__(self, runner: Runner, src: DimseSourceConfig) -> None:
         self.runner = runner
         self.src = src
         self.calling_ae = src.calling_ae_title or runner.owner

@@ -12,6 +12,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydicom import dcmread
 from sqlalchemy import bindparam, delete, insert, select, update
@@ -20,9 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from node import metrics
 from node.db.models import Instance, Series, SeriesState, utcnow
-from node.receive.header import InstanceHeader, Refusal, parse_header
+from node.receive.header import (STATUS_INVALID_UID, STATUS_OUT_OF_RESOURCES, InstanceHeader, Refusal,
+                                 parse_header)
 from node.series.tracking import record_instance
-from node.store.files import FileStore
+from node.store.files import FileStore, StorageFull
+from node.store.uids import InvalidUID
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,34 @@ class IngestResult:
     # A duplicate whose content differs from the stored copy (which is kept).
     conflict: bool = False
     stored_size: int | None = None
+
+
+@dataclass(frozen=True)
+class IngestRefusal:
+    """Why an instance was not stored, as the DICOM status its sender is answered (C-STORE status,
+    STOW-RS FailureReason). One mapping for every way in: the SCP, STOW-RS and retrievals."""
+
+    status: int
+    reason: str
+    # refused: the instance itself is at fault, sending it again changes nothing. storage_full,
+    # error (a disk or database failure, worth its traceback in the log): 0xA700, the node could
+    # not store it now and the sender keeps it and retries later.
+    cause: Literal["refused", "storage_full", "error"]
+
+    @property
+    def permanent(self) -> bool:
+        return self.cause == "refused"
+
+
+def ingest_refusal(exc: Exception) -> IngestRefusal:
+    """The refusal an exception from `parse_header` or `InstanceStore.ingest` means."""
+    if isinstance(exc, Refusal):
+        return IngestRefusal(exc.status, exc.reason, "refused")
+    if isinstance(exc, InvalidUID):
+        return IngestRefusal(STATUS_INVALID_UID, str(exc), "refused")
+    if isinstance(exc, StorageFull):
+        return IngestRefusal(STATUS_OUT_OF_RESOURCES, f"storage full: {exc}", "storage_full")
+    return IngestRefusal(STATUS_OUT_OF_RESOURCES, f"could not be stored: {type(exc).__name__}: {exc}", "error")
 
 
 class InstanceStore:

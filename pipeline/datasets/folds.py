@@ -192,6 +192,14 @@ def assign_myops(doc: dict[str, object], myops_scar: dict[str, float], seed: int
     return doc
 
 
+def validation_ids(doc: dict[str, object], fold: int, fmt: str) -> list[str]:
+    """Fold ``fold``'s validation case ids in data set ``fmt``: EMIDEC cases ("emidec-png") or the
+    MyoPS volumes dealt to that fold ("myops-nifti"; empty without a MyoPS assignment)."""
+    if fmt == "myops-nifti":
+        return split_myops(doc, fold)[1]
+    return split(doc, fold)[1]
+
+
 def split_myops(doc: dict[str, object], fold: int | None) -> tuple[list[str], list[str]]:
     """(training, validation) MyoPS case ids of ``fold`` (``None``: all cases train); empty
     lists when the folds file has no MyoPS assignment."""

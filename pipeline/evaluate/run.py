@@ -119,7 +119,9 @@ def evaluate_cv(run_dir: Path, fmt: str, out: Path, folds_file: Path,
     doc = F.load_folds(folds_file)
     ks = fold_ids if fold_ids is not None else list(range(int(doc["n_folds"])))  # type: ignore
     for k in ks:
-        _, val = F.split(doc, k)
+        val = F.validation_ids(doc, k, fmt)
+        if not val:
+            raise ValueError(f"{folds_file}: fold {k} has no {fmt} validation cases")
         evaluate(Path(run_dir) / f"fold{k}", fmt, Path(out) / f"fold{k}", data_dir, val,
                  runtime, postprocess, fold=k, folds_file=folds_file, progress=progress)
     return cv_report([Path(out) / f"fold{k}" for k in ks], Path(out))

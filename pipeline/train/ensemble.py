@@ -2,7 +2,7 @@
 
     OUT/
       model.json        "members": ["fold0", ...], "quality_threshold", training facts
-      fold0/segmenter.onnx, segmenter.keras, localiser.onnx, localiser.keras
+      fold0/segmenter.onnx, segmenter.keras, localiser.onnx, localiser.keras, model.json (the fold's own)
       ...
 
 ``models.segment`` loads every member and averages their softmax (and LV probabilities); the
@@ -19,7 +19,10 @@ from pathlib import Path
 
 from pipeline.train.loop import LOCALISER_FILE, SEGMENTER_FILE
 
-FILES = (SEGMENTER_FILE, LOCALISER_FILE, "segmenter.onnx", "localiser.onnx")
+# model.json goes along so that each member folder stays a complete single model (what
+# `evaluate --fold all --weights OUT` scores each fold with, e.g. after `quantize OUT`).
+FILES = (SEGMENTER_FILE, LOCALISER_FILE, "segmenter.onnx", "localiser.onnx", "segmenter.int8.onnx",
+         "localiser.int8.onnx", "model.json")
 
 
 def assemble(fold_runs: list[Path], out: Path, name: str, version: str,

@@ -252,6 +252,9 @@ def _fit(build_model, train_ds, val, cfg: TrainConfig, epochs: int, out: Path, s
         keras.utils.set_random_seed(cfg.seed + 1000 * initial_epoch + (stem != "segmenter"))
     else:
         model = build_model()
+    # Counted on the network actually trained (resumed or new), into the history and the summary.
+    n_params = int(model.count_params())
+    history.extra["params"] = n_params
     if hasattr(train_ds, "epoch"):
         train_ds.epoch = initial_epoch
     nonfinite = NonFiniteStop()
@@ -290,6 +293,7 @@ def _fit(build_model, train_ds, val, cfg: TrainConfig, epochs: int, out: Path, s
             "ms_per_step_median": _median([e.get("ms_per_step") for e in history.epochs]),
             "resumed_from_epoch": initial_epoch or None,
             "lr_schedule": cfg.lr_schedule,
+            "params": n_params,
             "file": final.name}
 
 
@@ -336,9 +340,6 @@ def train_segmenter(cfg: TrainConfig, train_cases, val_cases, out: Path) -> dict
                       metrics=segmenter_metrics())
         return model
 
-    n_params = int(build_segmenter(input_shape=(pp.ROI_SIZE, pp.ROI_SIZE, 1),
-                                   n_classes=pp.N_CLASSES, base_filters=cfg.base_filters,
-                                   depth=cfg.depth, dropout=cfg.dropout).count_params())
     aug = AugmentConfig()
     pool = SyntheticPool.load(synthetic_paths(cfg)) if cfg.synthetic else None
     train_ds = SegmenterBatches(train_cases, cfg.batch_size, cfg.steps_per_epoch, aug,
@@ -353,10 +354,8 @@ def train_segmenter(cfg: TrainConfig, train_cases, val_cases, out: Path) -> dict
     info = _fit(build, train_ds, val, cfg, cfg.epochs, out, "segmenter", "val_dice", "max",
                 f"segmenter, {fold}", {"task": "segmenter", "class_weights": weights,
                                        "augment": aug.to_dict(),
-                                       "synthetic": synthetic_info,
-                                       "params": n_params})
-    return {**info, "class_weights": weights, "params": n_params,
-            "synthetic": synthetic_info}
+                                       "synthetic": synthetic_info})
+    return {**info, "class_weights": weights, "synthetic": synthetic_info}
 
 
 def train_localiser(cfg: TrainConfig, train_cases, val_cases, out: Path) -> dict[str, object]:
@@ -375,8 +374,6 @@ def train_localiser(cfg: TrainConfig, train_cases, val_cases, out: Path) -> dict
                       metrics=[BinaryPooledDice(name="dice")])
         return model
 
-    n_params = int(build_localiser(input_shape=(pp.LOCALISER_SIZE, pp.LOCALISER_SIZE, 1)
-                                   ).count_params())
     epochs = cfg.localiser_epochs if cfg.localiser_epochs is not None else min(cfg.epochs, 60)
     steps = cfg.localiser_steps or cfg.steps_per_epoch
     train_ds = LocaliserBatches(train_cases, cfg.batch_size, steps, LOCALISER_AUGMENT,
@@ -386,9 +383,8 @@ def train_localiser(cfg: TrainConfig, train_cases, val_cases, out: Path) -> dict
     fold = "all cases" if cfg.fold is None else f"fold {cfg.fold}"
     info = _fit(build, train_ds, val, cfg, epochs, out, "localiser", "val_loss", "min",
                 f"LV localiser, {fold}", {"task": "localiser",
-                                          "augment": LOCALISER_AUGMENT.to_dict(),
-                                          "params": n_params})
-    return {**info, "params": n_params}
+                                          "augment": LOCALISER_AUGMENT.to_dict()})
+    return info
 
 
 def synthetic_paths(cfg: TrainConfig) -> list[str]:

@@ -39,3 +39,24 @@ def test_evaluate_rejects_unknown_format(tmp_path):
     res = CliRunner().invoke(app, ["evaluate", "--weights", str(tmp_path), "--out",
                                    str(tmp_path / "o"), "--format", "dicom"])
     assert res.exit_code != 0
+
+
+@pytest.mark.parametrize("cmd", ["ensemble", "quantize"])
+def test_help_of_shipping_commands(cmd):
+    res = CliRunner().invoke(app, [cmd, "--help"])
+    assert res.exit_code == 0 and "Usage" in res.output
+
+
+@pytest.mark.data
+def test_evaluate_fold_on_myops_scores_that_folds_myops_cases(myops_root, tmp_path):
+    """`--fold K --format myops-nifti` scores the MyoPS volumes dealt to fold K (not its EMIDEC ids)."""
+    import json
+
+    from pipeline.datasets.folds import DEFAULT_FOLDS_FILE, load_folds
+
+    res = CliRunner().invoke(app, ["evaluate", "--weights", "models/weights", "--out", str(tmp_path / "o"),
+                                   "--format", "myops-nifti", "--data-dir", str(myops_root),
+                                   "--folds", str(DEFAULT_FOLDS_FILE), "--fold", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    scored = [c["case"] for c in json.loads((tmp_path / "o" / "metrics.json").read_text())["cases"]]
+    assert sorted(scored) == sorted(load_folds(DEFAULT_FOLDS_FILE)["folds"][1]["val_myops"])

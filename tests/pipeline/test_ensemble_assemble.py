@@ -38,6 +38,9 @@ def test_ensemble_folder_and_threshold_from_cv(tmp_path):
     assert doc["quality_threshold"] == 0.83 and doc["segmenter"] == "fold0/segmenter"
     assert (out / "fold2" / "segmenter.onnx").read_bytes() == b"segmenter.onnx-2"
     assert not (out / "fold0" / "checkpoints").exists()  # inference files only
+    # each member folder stays a complete model (its own model.json), so `evaluate --fold all`
+    # can score each member on its own fold
+    assert json.loads((out / "fold1" / "model.json").read_text())["training"] == {"data": "x"}
 
 
 def test_ensemble_refuses_a_fold_without_onnx(tmp_path):

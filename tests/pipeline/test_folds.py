@@ -111,6 +111,11 @@ def test_myops_dealt_over_folds_without_changing_emidec():
     assert set(tr).isdisjoint(va) and len(tr) == 12 and va == vals[2]
     assert split_myops(doc, None) == (sorted(scar), [])
     assert split(doc, 2)[1] == before[2]
+    # evaluation picks the fold's validation cases of the data set it scores
+    from pipeline.datasets.folds import validation_ids
+
+    assert validation_ids(doc, 2, "myops-nifti") == vals[2]
+    assert validation_ids(doc, 2, "emidec-png") == before[2]
 
 
 def test_committed_folds_file_has_three_myops_per_fold():
