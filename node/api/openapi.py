@@ -33,6 +33,9 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     403: ("Authenticated, but without the role this route needs",
           {"detail": "not authorised", "reason": "role read required"}),
     404: ("No such object", {"detail": "no job 42"}),
+    406: ("Accept asks for a representation the node does not make (it sends instances as stored)",
+          {"detail": 'this node sends instances as stored (multipart/related; type="application/dicom"; '
+                     'transfer-syntax=* or 1.2.840.10008.1.2.1); it does not transcode'}),
     409: ("Conflict (see `detail`)", {"detail": "conflict"}),
     413: ("Body too large", {"detail": "body exceeds api.stow.max_body_mb"}),
     415: ("Unsupported media type", {"detail": 'expected Content-Type multipart/related; type="application/dicom"'}),

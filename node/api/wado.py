@@ -23,19 +23,26 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from python_multipart.multipart import parse_options_header
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from node import metrics
+from node.api.openapi import SERIES_UID, STUDY_UID, errors
 from node.db.models import Instance
 from node.security import audit as A
 
 DICOM = "application/dicom"
 CHUNK = 1024 * 1024
 _TYPE_OK = frozenset({DICOM, "application/*", "*/*"})
+_SOP = "1.2.826.0.1.3680043.8.498.10007"
+QIDO_EXAMPLE = {"00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.4"]},
+                "00080018": {"vr": "UI", "Value": [_SOP]}, "0020000D": {"vr": "UI", "Value": [STUDY_UID]},
+                "0020000E": {"vr": "UI", "Value": [SERIES_UID]}, "00200013": {"vr": "IS", "Value": [1]},
+                "00081190": {"vr": "UR", "Value": [
+                    f"https://node-a:8080/dicom-web/studies/{STUDY_UID}/series/{SERIES_UID}/instances/{_SOP}"]}}
 
 
 def acceptable(accept: str | None, stored: set[str]) -> bool:
@@ -113,28 +120,27 @@ def wado_router(sessions: sessionmaker[Session], store_root: Path) -> APIRouter:
         return StreamingResponse(_parts([(p, r.transfer_syntax_uid) for p, r in here], boundary),
                                  media_type=f'multipart/related; type="{DICOM}"; boundary={boundary}')
 
-    responses = {401: {"description": "No or invalid credentials"}, 403: {"description": "The read role is missing"},
-                 404: {"description": "Unknown UIDs, UIDs that do not belong together, or files not on this node"},
-                 406: {"description": "Accept asks for a representation other than the stored Part 10 files"},
-                 200: {"description": "The stored Part 10 files", "content": {
-                     f'multipart/related; type="{DICOM}"': {"schema": {"type": "string", "format": "binary"}}}}}
-
+    retrieve_responses = {**errors(404, 406, e404={"detail": f"series {SERIES_UID} of study {STUDY_UID} is not stored here"}),
+                          200: {"description": "The stored Part 10 files, one per part", "content": {
+                              f'multipart/related; type="{DICOM}"': {"schema": {"type": "string", "format": "binary"}}}}}
     @router.get("/dicom-web/studies/{study}/series/{series}", response_class=StreamingResponse,
-                summary="WADO-RS: retrieve a series", responses=responses,  # type: ignore[arg-type]
+                summary="WADO-RS: retrieve a series", responses=retrieve_responses,  # type: ignore[arg-type]
                 description="The series' stored instances (those on this node's disk), as Part 10 files.")
     def retrieve_series(study: str, series: str, request: Request) -> StreamingResponse:
         return serve(request, study, series, None)
 
     @router.get("/dicom-web/studies/{study}/series/{series}/instances/{sop}", response_class=StreamingResponse,
-                summary="WADO-RS: retrieve an instance", responses=responses,  # type: ignore[arg-type]
+                summary="WADO-RS: retrieve an instance", responses=retrieve_responses,  # type: ignore[arg-type]
                 description="One stored instance as its Part 10 file, in a one-part multipart/related body.")
     def retrieve_instance(study: str, series: str, sop: str, request: Request) -> StreamingResponse:
         return serve(request, study, series, sop)
 
-    @router.get("/dicom-web/studies/{study}/series/{series}/instances", summary="QIDO-RS: the instances of a series",
-                responses={401: responses[401], 403: responses[403]},  # type: ignore[dict-item]
+    @router.get("/dicom-web/studies/{study}/series/{series}/instances", response_class=Response, summary="QIDO-RS: the instances of a series",
+                responses={**errors(), 200: {"description": "The instances, DICOM JSON", "content": {
+                    "application/dicom+json": {"schema": {"type": "array", "items": {"type": "object"}},
+                                               "example": [QIDO_EXAMPLE]}}}},  # type: ignore[dict-item]
                 description="The series' instances on this node's disk, as DICOM JSON with their Retrieve URLs.")
-    def search_instances(study: str, series: str, request: Request) -> JSONResponse:
+    def search_instances(study: str, series: str, request: Request) -> Response:
         with sessions() as s:
             rows = list(s.scalars(select(Instance).where(Instance.study_uid == study, Instance.series_uid == series)
                                   .order_by(Instance.sop_instance_uid)))

@@ -48,7 +48,9 @@ def test_the_document_has_every_route() -> None:
     paths = set(SPEC["paths"])
     assert {"/health", "/ready", "/metrics", "/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/review",
             "/api/jobs/{job_id}/reviews", "/api/series", "/api/inference-requests",
-            "/api/inference-requests/{request_id}", "/dicom-web/studies", "/dicom-web/studies/{study}"} <= paths
+            "/api/inference-requests/{request_id}", "/dicom-web/studies", "/dicom-web/studies/{study}",
+            "/dicom-web/studies/{study}/series/{series}", "/dicom-web/studies/{study}/series/{series}/instances",
+            "/dicom-web/studies/{study}/series/{series}/instances/{sop}"} <= paths
 
 
 @pytest.mark.parametrize(("path", "method", "op"), OPERATIONS, ids=IDS)
@@ -63,8 +65,10 @@ def test_every_operation_has_summary_description_and_errors(path: str, method: s
         assert "404" in codes
     if ("requestBody" in op or "parameters" in op) and path.startswith("/api/"):
         assert "422" in codes
-    if path.startswith("/dicom-web/studies"):
+    if path.startswith("/dicom-web/studies") and method == "post":  # STOW-RS
         assert {"200", "202", "409", "400", "413", "415"} <= codes
+    if path.startswith("/dicom-web/studies/{study}/series/{series}") and not path.endswith("/instances"):  # WADO-RS
+        assert {"200", "404", "406"} <= codes
     for code, response in op["responses"].items():
         assert response.get("description", "").strip(), f"{code} without a description"
 

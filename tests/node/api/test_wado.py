@@ -23,7 +23,7 @@ from node.api.app import create_app
 from node.api.auth import Authenticator, sha256_hex
 from node.api.wado import acceptable
 from node.db.models import Instance
-from node.retrieve.dicomweb import ingest_part10
+from node.retrieve.common import ingest_part10
 from node.security.audit import AuditLog
 from node.security.settings import AuthConfig
 from tests.conftest import free_port

@@ -24,7 +24,7 @@ from node.cluster.nodes import announce, node_url
 from node.config import ClusterConfig
 from node.db.models import Instance
 from node.job.errors import PermanentError
-from node.retrieve.dicomweb import ingest_part10
+from node.retrieve.common import ingest_part10
 from node.security.settings import AuthConfig
 from node.store.files import FileStore
 from tests.conftest import free_port
