@@ -109,6 +109,9 @@ class PeerFetcher:
     def _fetch_one(self, r: IndexedFile, owner: str, base: str) -> int:
         url = f"{base}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_instance_uid}"
         what = f"instance {r.sop_instance_uid} from node {owner!r} ({base})"
+        # The index row's path is written where the store's layout puts it, nowhere else.
+        if r.path != self.files.relpath_for(r.study_uid, r.series_uid, r.sop_instance_uid):
+            raise PermanentError(f"fetching {what}: indexed path {r.path!r} is not the store's layout")
         try:
             # Accept multipart/related; type="*/*": the parts come back as the stored bytes,
             # not re-encoded (the node serves its Part 10 files as they are).

@@ -106,6 +106,10 @@ def test_refused_credentials_missing_instance_and_other_bytes_are_permanent(clus
     with pytest.raises(PermanentError, match="bytes, the index says"):
         cluster.fetcher().ensure_local([wrong_size])
     assert not (cluster.b_files.root / r.path).exists()  # nothing unchecked was kept
+    elsewhere = IndexedFile(r.sop_instance_uid, r.study_uid, r.series_uid, "../../outside.dcm", r.size_bytes, "node-a")
+    with pytest.raises(PermanentError, match="not the store's layout"):
+        cluster.fetcher().ensure_local([elsewhere])
+    assert not (cluster.b_files.root.parent / "outside.dcm").exists()
 
 
 def test_owner_unreachable_is_retryable(cluster: Cluster) -> None:
