@@ -232,10 +232,12 @@ def request(
     timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds (exit 3).")] = 3600.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the request record as JSON.")] = False,
 ) -> None:
-    """Queue an inference request: the running node (same --config) retrieves the study from SOURCE
-    by QIDO-RS/WADO-RS, processes it as if received by C-STORE, and records the results' UIDs.
-    Written straight into the node's database, like `lgenode jobs` reads it (no API key needed on the
-    node's own host); remote callers use POST /api/inference-requests."""
+    """Queue an inference request: the running node retrieves a study from a source and processes it.
+
+    The node (same --config) pulls the study from SOURCE (QIDO-RS + WADO-RS, or C-FIND + C-GET for a
+    `dimse` source), processes it as if received by C-STORE and records the results' UIDs. Written
+    straight into the node's database, like `lgenode jobs` reads it (no API key needed on the node's
+    own host); remote callers use POST /api/inference-requests."""
     import getpass
     import time
 
