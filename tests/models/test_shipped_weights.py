@@ -22,15 +22,22 @@ def _spec() -> dict:
     return spec
 
 
+def _runtimes() -> list[str]:
+    """float32 always; the int8 copies too when the weights ship them (model.json "int8")."""
+    info = json.loads((WEIGHTS / "model.json").read_text())
+    return ["onnx"] + (["onnx-int8"] if info.get("int8") else [])
+
+
+@pytest.mark.parametrize("runtime", _runtimes())
 @pytest.mark.parametrize("fmt,key", [("emidec-png", "emidec_cases"), ("myops-nifti", "myops_cases")])
-def test_shipped_weights_meet_their_card(fmt, key, shared_data, tmp_path):
+def test_shipped_weights_meet_their_card(fmt, key, runtime, shared_data, tmp_path):
     from pipeline.evaluate.run import evaluate
 
     spec = _spec()
     cases = spec[key]
     assert cases, f"no {key} to check"
     summary = evaluate(WEIGHTS, fmt, tmp_path, data_dir=shared_data, case_ids=cases,
-                       runtime="onnx", progress=False)
+                       runtime=runtime, progress=False)
     dice = summary["pooled_class_dice"]
     low = {k: (round(dice[k], 3), v) for k, v in spec["min_pooled_dice"][fmt].items()
            if dice[k] is None or dice[k] < v}
