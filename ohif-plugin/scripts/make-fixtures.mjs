@@ -30,10 +30,13 @@ export function makeFixtures(out, extra = []) {
 // The fixture sets the unit tests read: a 64 x 64 study (frames byte-aligned) and two whose
 // frames are NOT byte-aligned (Rows x Columns not a multiple of 8): odd x odd, and the 482 x 478
 // matrix of MyoPS Case3001 (the size that exposed OHIF's BINARY SEG reader, issue 12).
+// Their SRs also cover the three states of the model's quality items (issue 11 item 7):
+// flagged "needs careful review" (the default of make_fixtures.py), confident (flag No), and
+// absent (an SR without them, as re-measured SRs and older nodes' reports are).
 export const FIXTURE_SETS = {
   synthetic: ['--size', '64'],
-  'odd-63x61': ['--size', '63', '--cols', '61'],
-  'unaligned-482x478': ['--size', '482', '--cols', '478'],
+  'odd-63x61': ['--size', '63', '--cols', '61', '--quality', '0.9312,5,0.84,0.8'],
+  'unaligned-482x478': ['--size', '482', '--cols', '478', '--quality', 'none'],
 };
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

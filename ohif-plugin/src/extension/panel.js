@@ -12,6 +12,7 @@ const C = {
   warn: '#e8b04a',
   line: '#2b3a55',
   field: '#0b1226',
+  review: '#c05000', // the PDF report's "NEEDS CAREFUL REVIEW" banner (node/encode/report.py); white on it: 4.8:1
 };
 
 export function fmt(value, digits = 1) {
@@ -34,6 +35,27 @@ export function statusOf(review, nodeErrorKind) {
   if (review.decision === 'accepted') return { label: 'ACCEPTED', color: C.ok };
   if (review.decision === 'rejected') return { label: 'REJECTED', color: C.bad };
   return { label: String(review.decision).toUpperCase(), color: C.dim };
+}
+
+/**
+ * What the panel says about the model's self-assessment (`report.quality`, srParse.js):
+ * flagged -> {flagged: true, text} for the banner; not flagged (or no flag) with a score ->
+ * {flagged: false, text: "Model confidence: 0.93"}; nothing to say -> null.
+ */
+export function qualityMessage(quality) {
+  if (!quality) return null;
+  const has = v => v !== undefined && v !== null && !Number.isNaN(v);
+  if (quality.needsReview === true) {
+    const details = [
+      has(quality.score) ? `quality ${fmt(quality.score, 2)}` : null,
+      has(quality.infarctPercentSpread)
+        ? `infarct % spread ±${fmt(quality.infarctPercentSpread, 1)} points between ensemble members` : null,
+    ].filter(Boolean);
+    return { flagged: true,
+      text: `Needs careful review — the model is unsure about this series${details.length ? ` (${details.join(', ')})` : ''}` };
+  }
+  if (!has(quality.score)) return null;
+  return { flagged: false, text: `Model confidence: ${fmt(quality.score, 2)}` };
 }
 
 /** What the node line says for an error kind. */
@@ -112,6 +134,25 @@ export function makePanelView(React) {
         h(Swatch, { fill: `rgb(${s.rgb.join(',')})` }), s.label)));
   }
 
+  // The model's doubt about this series: an orange banner above the numbers when it flags the
+  // result, a discreet line when it does not, nothing when the SR does not say (re-measured
+  // reviewed SEGs and older reports carry no quality items).
+  function QualityNotice({ quality }) {
+    const q = qualityMessage(quality);
+    if (!q) return null;
+    if (!q.flagged) {
+      return h('div', { 'data-testid': 'lge-quality', style: { fontSize: 11, color: C.dim },
+        title: 'The model\'s own quality score (0-1) for this series; below the model\'s threshold it asks for careful review.' }, q.text);
+    }
+    const [head, ...rest] = q.text.split(' — ');
+    return h('div', { 'data-testid': 'lge-quality-banner', role: 'note', 'aria-label': q.text,
+      style: { background: C.review, color: '#fff', borderRadius: 4, padding: '6px 8px', fontSize: 12, lineHeight: 1.35,
+        display: 'flex', gap: 6, alignItems: 'flex-start' } },
+      h('span', { 'aria-hidden': 'true', style: { fontSize: 14, lineHeight: 1 } }, '\u26a0'),
+      h('span', null, h('strong', { style: { textTransform: 'uppercase', letterSpacing: 0.3 } }, head),
+        rest.length ? ` — ${rest.join(' — ')}` : ''));
+  }
+
   const button = (color, disabled) => ({
     flex: 1, padding: '6px 8px', borderRadius: 4, border: `1px solid ${color}`, background: disabled ? 'transparent' : color,
     color: disabled ? C.dim : '#08101f', fontWeight: 600, cursor: disabled ? 'default' : 'pointer', opacity: disabled ? 0.5 : 1,
@@ -146,6 +187,7 @@ export function makePanelView(React) {
         `Saved v${lastSaved.version} as series ${lastSaved.seriesNumber} (stored in the PACS)`) : null,
       seg && reportPending && !shown ? h('div', { 'data-testid': 'lge-numbers-pending', style: { fontSize: 12, color: C.warn, padding: '4px 0' } },
         `Measurements of v${seg.version} are being computed by the node… (numbers of other versions are not shown)`) : null,
+      shown ? h(QualityNotice, { quality: shown.quality }) : null,
       shown ? h('table', { style: { width: '100%', borderCollapse: 'collapse', fontSize: 13 }, 'data-testid': 'lge-numbers', 'data-version': seg?.version ?? '' },
         h('tbody', null,
           h(Row, { label: 'LV cavity', value: fmt(s.lvCavityMl), unit: 'mL', testId: 'lge-lv-cavity' }),

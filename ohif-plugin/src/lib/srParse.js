@@ -11,6 +11,11 @@
 //      (SCT 22298006), obstruction (SCT 26036001) = MVO; else the tracking identifier text.
 //   Values: Volume (SCT 118565006) or any NUM in ml; Mass (SCT 118538004) or any NUM in g;
 //   % of LV myocardial volume (99LGENODE LGE0001) or any NUM in %.
+// The model's self-assessment (node v0.3+, models.segment.Quality) is read wherever it sits in
+// the content tree, by code, else by meaning text: the quality score (99LGENODE LGE0005, NUM,
+// unitless), the infarct-% spread across ensemble members (LGE0007, NUM in %) and the
+// qualitative evaluation "needs careful review" (LGE0006) answered SCT Yes / No. These items are
+// kept out of the structures' unit fallbacks (a spread in % is not an infarct %).
 // Codes are those of node/encode/codes.py. Input: naturalized dataset or DICOM JSON.
 import { code, first, isCode, items, naturalize, personName, dateTimeKey } from './dicom.js';
 
@@ -59,6 +64,17 @@ const C = {
   percentEnhanced: ['LGE0002', LOCAL],
   meanTransmurality: ['LGE0003', LOCAL],
   nTransmural: ['LGE0004', LOCAL],
+  qualityScore: ['LGE0005', LOCAL],
+  needsCarefulReview: ['LGE0006', LOCAL],
+  infarctPercentSpread: ['LGE0007', LOCAL],
+  yes: ['373066001', SCT],
+  no: ['373067005', SCT],
+};
+// The quality items: coded concept, else this meaning text (another writer's codes).
+const QUALITY_ITEMS = {
+  score: { concept: C.qualityScore, valueType: 'NUM', meaning: /quality score|model confidence/i },
+  infarctPercentSpread: { concept: C.infarctPercentSpread, valueType: 'NUM', meaning: /spread.*ensemble|ensemble.*spread/i },
+  needsReview: { concept: C.needsCarefulReview, valueType: 'CODE', meaning: /needs? (careful )?review/i },
 };
 const STRUCTURE_BY_FINDING = new Map([
   ['87878005', 'lvCavity'],
@@ -74,6 +90,19 @@ const STRUCTURE_BY_TEXT = [
 ];
 
 const conceptIs = (item, [value, scheme]) => isCode(code(item.ConceptNameCodeSequence), value, scheme);
+
+/** Which quality item (key of QUALITY_ITEMS) a content item is, or null. */
+function qualityKey(item) {
+  const name = code(item.ConceptNameCodeSequence);
+  if (!name) return null;
+  for (const [key, q] of Object.entries(QUALITY_ITEMS)) {
+    if (item.ValueType === q.valueType && isCode(name, ...q.concept)) return key;
+  }
+  for (const [key, q] of Object.entries(QUALITY_ITEMS)) {
+    if (item.ValueType === q.valueType && q.meaning.test(name.meaning)) return key;
+  }
+  return null;
+}
 
 function unitOf(num) {
   const mv = first(items(num.MeasuredValueSequence));
@@ -141,7 +170,7 @@ function readGroup(group) {
       }
     } else if (it.ValueType === 'UIDREF' && conceptIs(it, C.sourceSeriesForSeg)) {
       g.sourceSeriesInstanceUID = String(it.UID ?? '');
-    } else if (it.ValueType === 'NUM') {
+    } else if (it.ValueType === 'NUM' && !qualityKey(it)) {
       g.nums.push({
         concept: code(it.ConceptNameCodeSequence),
         value: numericValue(it),
@@ -181,9 +210,54 @@ function structureKey(g) {
   return null;
 }
 
+/** Every content item of the tree (depth-first, document order). */
+function* contentItems(node) {
+  for (const it of items(node.ContentSequence)) {
+    yield it;
+    yield* contentItems(it);
+  }
+}
+
+/** Yes -> true, No -> false (by SCT code, else by meaning); anything else -> undefined. */
+function yesNo(answer) {
+  if (!answer) return undefined;
+  if (isCode(answer, ...C.yes)) return true;
+  if (isCode(answer, ...C.no)) return false;
+  if (/^\s*(yes|true)\s*$/i.test(answer.meaning)) return true;
+  if (/^\s*(no|false)\s*$/i.test(answer.meaning)) return false;
+  return undefined;
+}
+
+/**
+ * The model's self-assessed quality, wherever the items sit in the report:
+ * `{score, infarctPercentSpread, needsReview}` (each `undefined` when that item is absent;
+ * `needsReview` is true / false), or `undefined` when the report carries none of them (reports of
+ * nodes before v0.3, re-measured reports of a reviewed SEG). The first occurrence of each counts.
+ */
+function readQuality(ds, warnings) {
+  const found = {};
+  for (const it of contentItems(ds)) {
+    const key = qualityKey(it);
+    if (!key || key in found) continue;
+    if (key === 'needsReview') {
+      const answer = code(it.ConceptCodeSequence);
+      found.needsReview = yesNo(answer);
+      if (found.needsReview === undefined) {
+        warnings.push(`"needs careful review" answered "${answer?.meaning ?? '?'}": not Yes or No`);
+      }
+    } else {
+      const v = numericValue(it);
+      found[key] = v ?? undefined;
+    }
+  }
+  if (!Object.keys(found).length) return undefined;
+  return { score: found.score, infarctPercentSpread: found.infarctPercentSpread, needsReview: found.needsReview };
+}
+
 /**
  * Parse the report. Returns the panel model; throws only when `ds` is not a TID 1500 SR.
- * Numbers the SR does not carry are `null` (never 0), so the panel can show "—".
+ * Numbers the SR does not carry are `null` (never 0), so the panel can show "—"; the model's
+ * quality (`quality`, see readQuality) is `undefined` when absent, so the panel shows nothing.
  */
 export function parseLgeReport(input) {
   const ds = naturalize(input);
@@ -254,6 +328,7 @@ export function parseLgeReport(input) {
   if (nTransmuralSegments === null && aha.some(s => s.meanTransmurality !== null)) {
     nTransmuralSegments = aha.filter(s => (s.meanTransmurality ?? 0) > 50).length;
   }
+  const quality = readQuality(ds, warnings);
   return {
     sopInstanceUID: String(ds.SOPInstanceUID ?? ''),
     seriesInstanceUID: String(ds.SeriesInstanceUID ?? ''),
@@ -279,6 +354,7 @@ export function parseLgeReport(input) {
       nTransmuralSegments,
     },
     aha,
+    quality,
     warnings,
   };
 }

@@ -135,7 +135,17 @@ async function readPanel(version = null) {
       fill: p.getAttribute('fill'),
     }));
     const st = (await import('/plugins/lgenode/extension-lge-review.js'))._debug.store.get();
+    // the model's doubt: the banner (text, accessible name, colour, place) or the discreet line
+    const bannerEl = document.querySelector('[data-testid="lge-quality-banner"]');
+    const numbersEl = document.querySelector('[data-testid="lge-numbers"]');
+    const qualityBanner = bannerEl ? {
+      text: bannerEl.textContent, aria: bannerEl.getAttribute('aria-label'), role: bannerEl.getAttribute('role'),
+      background: getComputedStyle(bannerEl).backgroundColor,
+      aboveNumbers: !!numbersEl && !!(bannerEl.compareDocumentPosition(numbersEl) & Node.DOCUMENT_POSITION_FOLLOWING),
+    } : null;
     return {
+      qualityBanner,
+      qualityLine: text('lge-quality'),
       lvCavity: text('lge-lv-cavity'), myocardium: text('lge-myocardium'), infarct: text('lge-infarct'),
       mvo: text('lge-mvo'), transmural: text('lge-transmural'), algorithm: text('lge-algorithm'),
       segInfo: text('lge-seg-info'), status: text('lge-status'), node: text('lge-node'),
@@ -179,6 +189,10 @@ async function reviewFlow() {
   step('wait for the SR numbers and the AI SEG');
   result.panel = await readPanel();
   await shot('01-opened-panel-and-ai-seg');
+  if (result.panel.qualityBanner) {
+    await page.locator('[data-testid="lge-panel"]').screenshot({ path: path.join(artifacts, '01c-needs-careful-review-banner.png') });
+    result.screenshots.push(path.join(artifacts, '01c-needs-careful-review-banner.png'));
+  }
   dumpLabels('opened', await viewerLabels());
   await page.locator('[data-testid="lge-reviewer"]').fill(params.reviewerTyped ?? reviewer);
   result.saveDisabledBeforeEdit = await saveDisabled();

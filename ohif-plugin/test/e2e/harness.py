@@ -125,6 +125,26 @@ def resolve_weights(explicit: str | None) -> tuple[Path | None, str]:
     return None, "no usable model weights (" + "; ".join(tried) + "); set LGENODE_TEST_WEIGHTS"
 
 
+def weights_copy(weights: Path, dest: Path) -> Path:
+    """A copy of the ONNX weights folder (members' subfolders included) whose ``model.json`` the
+    test may change; the ``.keras`` files are left out (the node runs ONNX)."""
+    shutil.copytree(weights, dest, ignore=shutil.ignore_patterns("*.keras"))
+    return dest
+
+
+def set_quality_threshold(weights: Path, threshold: float | None) -> None:
+    """Set ``quality_threshold`` in ``weights/model.json`` (models.segment.Quality: the series is
+    flagged "needs careful review" when its quality score is below it). 0.0 flags nothing, 1.0
+    flags every series. The node picks the change up at its next job (its model cache is keyed
+    on the folder's file times)."""
+    path = weights / "model.json"
+    info = json.loads(path.read_text())
+    info["quality_threshold"] = threshold
+    path.write_text(json.dumps(info, indent=1))
+    now = time.time()
+    os.utime(path, (now, now))
+
+
 # ------------------------------------------------------------------ PACS
 
 

@@ -16,6 +16,11 @@
    references it and measures it (volumes = the edited SEG's own) into the PACS; after reload
    the panel shows that version and those numbers; both decisions are in the node's review
    history (``GET /api/jobs/{id}/reviews``).
+5. The model's doubt (issue 11 item 7): the node runs a copy of the weights whose ``model.json``
+   sets ``quality_threshold`` to 0.0 for the odd-sized study (never flagged: the panel shows the
+   SR's "Model confidence" line) and to 1.0 for the main study (every series flagged: the panel
+   shows the orange "Needs careful review" banner with the SR's score); the re-measured SR of
+   the reviewed v2 carries no quality items, so the panel shows neither under v2.
 
 Exit status 0 when every check passes, 77 when something it needs is absent (MyoPS data,
 model weights, Orthanc, Chromium), 1 otherwise. Results and screenshots: ``<artefacts>/``.
@@ -46,8 +51,8 @@ for p in (str(REPO), str(HERE), str(PLUGIN / "test" / "fixtures")):
 
 from dicomweb_client.api import DICOMwebClient  # noqa: E402
 
-from harness import (NODE_API_KEY_NAME, ViewerServer, free_port, resolve_weights, start_node,  # noqa: E402
-                     start_pacs, wait_for)
+from harness import (NODE_API_KEY_NAME, ViewerServer, free_port, resolve_weights,  # noqa: E402
+                     set_quality_threshold, start_node, start_pacs, wait_for, weights_copy)
 from inspect_seg import dciodvfy_errors, inspect  # noqa: E402
 from labelcheck import compare, read_viewer_labels  # noqa: E402
 
@@ -66,6 +71,9 @@ REVIEWER = "Doe^Jane"  # ... as a DICOM PN in the SEG and the review record
 COMMENT = "Extended the infarct into the wall (e2e)"
 REJECT_COMMENT = "On second look the extension is not convincing (e2e)"
 NESTING = [(4, 3), (3, 2)]  # inner, outer (node/encode/seg.py: the segments nest)
+# quality_threshold of the node's model: the extra studies are never flagged, the main one always
+THRESHOLD_EXTRA, THRESHOLD_MAIN = 0.0, 1.0
+REVIEW_BANNER_RGB = "rgb(192, 80, 0)"  # #c05000, the PDF report's banner colour
 SEG_CLASS, SR_CLASS, PDF_CLASS = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.34",
                                   "1.2.840.10008.5.1.4.1.1.104.1")
 
@@ -152,6 +160,33 @@ def check_panel(checks: Checks, panel: dict, values: SrValues, algorithm: tuple[
     checks.check(f"{tag}: bullseye transmurality = SR per AHA segment", not bad and len(bull) == 17, bad or len(bull))
 
 
+def check_quality_shown(checks: Checks, panel: dict, values: SrValues, tag: str) -> None:
+    """What the panel says about the model's doubt is what the SR says: the banner when the SR
+    flags the series (score to 2 decimals, spread when the SR has one), the "Model confidence"
+    line when it does not, nothing when the SR has no quality items."""
+    banner, line = panel.get("qualityBanner"), panel.get("qualityLine")
+    score = values.quality_score
+    if values.needs_review is True:
+        spread = values.infarct_percent_spread
+        text = banner.get("aria") if banner else ""
+        checks.check(f"{tag}: 'Needs careful review' banner with the SR's score"
+                     + (" and spread" if spread is not None else ""),
+                     bool(banner) and text.startswith("Needs careful review")
+                     and f"quality {score:.2f}" in text and banner.get("text", "").endswith(text)
+                     and ((f"±{spread:.1f} points" in text) if spread is not None else "spread" not in text)
+                     and line is None, {"banner": banner, "line": line, "sr_score": score, "sr_spread": spread})
+        checks.check(f"{tag}: the banner is orange ({REVIEW_BANNER_RGB}, as the PDF's) and above the numbers",
+                     bool(banner) and banner.get("background") == REVIEW_BANNER_RGB and banner.get("aboveNumbers") is True,
+                     banner)
+    elif values.needs_review is False:
+        checks.check(f"{tag}: no banner, 'Model confidence' line = SR score",
+                     banner is None and line == f"Model confidence: {score:.2f}", {"banner": banner, "line": line, "sr_score": score})
+    else:
+        checks.check(f"{tag}: SR has no quality items, the panel says nothing about them",
+                     score is None and banner is None and line is None,
+                     {"banner": banner, "line": line, "sr_score": score})
+
+
 def sr_algorithm(sr: pydicom.Dataset) -> tuple[str, str]:
     """Algorithm name/version of our SR (the first Algorithm Name/Version items of its tree)."""
     found: dict[str, str] = {}
@@ -204,7 +239,10 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
         t = time.monotonic()
         node_port = free_port()
         pacs = start_pacs(work / "pacs", node_port)
-        node = start_node(work / "node", node_port, pacs, weights, work / "node.log")
+        # the node's weights: a copy whose quality threshold the test sets per study
+        node_weights = weights_copy(weights, work / "weights")
+        set_quality_threshold(node_weights, THRESHOLD_EXTRA)
+        node = start_node(work / "node", node_port, pacs, node_weights, work / "node.log")
         client = DICOMwebClient(pacs.dicomweb_url)
         extras = []
         for name, extra_case, matrix in EXTRA:
@@ -214,6 +252,14 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
             extras.append({"name": name, "case": extra_case, "study": str(ex_lge[0].StudyInstanceUID),
                            "series": str(ex_lge[0].SeriesInstanceUID),
                            "sources": [str(d.SOPInstanceUID) for d in ex_lge]})
+        for ex in extras:  # segmented with THRESHOLD_EXTRA before the threshold changes
+            def ex_job(ex: dict = ex) -> dict | None:
+                jobs = node.api(f"/api/jobs?study_uid={ex['study']}&series_uid={ex['series']}")
+                if jobs and jobs[0]["state"] == "failed":
+                    raise RuntimeError(f"the node's job failed: {jobs[0]['reason']}")
+                return jobs[0] if jobs and jobs[0]["state"] == "done" else None
+            ex["job"] = wait_for(ex_job, 240, f"the node's job of {ex['name']}")
+        set_quality_threshold(node_weights, THRESHOLD_MAIN)
         case = dicomize_case(CASE, work / "study", matrix=MATRIX, seed=7, with_cine=False)
         lge = [pydicom.dcmread(f) for f in case.lge_files]
         study_uid, lge_series_uid = str(lge[0].StudyInstanceUID), str(lge[0].SeriesInstanceUID)
@@ -241,22 +287,32 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
                      classes)
 
         for ex in extras:
-            def ex_job(ex: dict = ex) -> dict | None:
-                jobs = node.api(f"/api/jobs?study_uid={ex['study']}&series_uid={ex['series']}")
-                if jobs and jobs[0]["state"] == "failed":
-                    raise RuntimeError(f"the node's job failed: {jobs[0]['reason']}")
-                return jobs[0] if jobs and jobs[0]["state"] == "done" else None
-            ex_objects = {o["kind"]: o for o in wait_for(ex_job, 240, f"the node's job of {ex['name']}")["result"]["objects"]}
-            ex["seg"] = ex_objects["seg"]
-            wait_for(lambda ex=ex: ex["seg"]["sop_instance_uid"] in instances_in(client, ex["study"]), 60,
-                     f"the SEG of {ex['name']} in the PACS")
+            ex_objects = {o["kind"]: o for o in ex["job"]["result"]["objects"]}
+            ex["seg"], ex["sr"] = ex_objects["seg"], ex_objects["sr"]
+            wait_for(lambda ex=ex: {ex["seg"]["sop_instance_uid"], ex["sr"]["sop_instance_uid"]}
+                     <= set(instances_in(client, ex["study"])), 60, f"the SEG and SR of {ex['name']} in the PACS")
+            ex_sr = client.retrieve_instance(ex["study"], ex["sr"]["series_uid"], ex["sr"]["sop_instance_uid"])
+            ex["sr_values"] = sr_values(ex_sr)
+            q = ex["job"]["result"].get("quality") or {}
+            checks.check(f"{ex['name']}: node's job not flagged (threshold {THRESHOLD_EXTRA}), its SR says No with the score",
+                         q.get("needs_review") is False and q.get("threshold") == THRESHOLD_EXTRA
+                         and ex["sr_values"].needs_review is False and ex["sr_values"].quality_score is not None
+                         and abs(ex["sr_values"].quality_score - q["score"]) < 1e-4,
+                         {"job": q, "sr": (ex["sr_values"].needs_review, ex["sr_values"].quality_score)})
 
         ai_seg = client.retrieve_instance(study_uid, objects["seg"]["series_uid"], objects["seg"]["sop_instance_uid"])
         ai_sr = client.retrieve_instance(study_uid, objects["sr"]["series_uid"], objects["sr"]["sop_instance_uid"])
         ai_values = sr_values(ai_sr)
         algorithm = sr_algorithm(ai_sr)
+        q = job["result"].get("quality") or {}
+        result["node_output"] = {"quality_job": q}
+        checks.check(f"node flagged the series (threshold {THRESHOLD_MAIN}); its SR says Yes with the job's score",
+                     q.get("needs_review") is True and q.get("threshold") == THRESHOLD_MAIN
+                     and ai_values.needs_review is True and ai_values.quality_score is not None
+                     and abs(ai_values.quality_score - q["score"]) < 1e-4,
+                     {"job": q, "sr": (ai_values.needs_review, ai_values.quality_score, ai_values.infarct_percent_spread)})
         ai_info, ai_masks = inspect(ai_seg, sources)
-        result["node_output"] = {"seg_series_number": int(ai_seg.SeriesNumber),
+        result["node_output"] |= {"seg_series_number": int(ai_seg.SeriesNumber),
                                  "sr_series_number": int(ai_sr.SeriesNumber), "algorithm": algorithm,
                                  "sr_values": ai_values.structures, "n_transmural_segments": ai_values.n_transmural_segments}
         checks.check("node's SR references the node's SEG",
@@ -305,6 +361,7 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
         for ex, shown in zip(extras, browser.get("extra") or []):
             ex_seg = client.retrieve_instance(ex["study"], ex["seg"]["series_uid"], ex["seg"]["sop_instance_uid"])
             label_check(ex["name"], ex_seg, ex["sources"], f"{ex['name']} ({ex['case']}) AI SEG")
+            check_quality_shown(checks, shown.get("panel") or {}, ex["sr_values"], ex["name"])
             checks.check(f"{ex['name']}: Save disabled without an edit", shown.get("saveDisabledBeforeEdit") is True)
             nes = shown.get("noEditSave") or {}
             checks.check(f"{ex['name']}: a no-edit Save is refused", nes.get("returned") is None
@@ -318,6 +375,7 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
         panel = browser.get("panel")
         if panel:  # checked even when a later step failed
             check_panel(checks, panel, ai_values, algorithm, "opened")
+            check_quality_shown(checks, panel, ai_values, "opened")
             checks.check("opened: panel shows the node's SEG and SR",
                          panel["segSopInstanceUID"] == str(ai_seg.SOPInstanceUID)
                          and panel["reportSopInstanceUID"] == str(ai_sr.SOPInstanceUID) and panel["reportMatchesSeg"],
@@ -424,12 +482,17 @@ def run(artifacts: Path, keep: bool, browser_timeout: int, weights_arg: str | No
             result["remeasured"] = {"sr_values": new_values.structures, "sr_series_number": int(new_sr.SeriesNumber)}
             # without reload, the panel replaced "being computed" by these numbers
             check_panel(checks, browser["panelAfterSave"], new_values, algorithm, "after save (no reload)")
+            checks.check("re-measured SR carries no quality items (a reviewed SEG has no model confidence)",
+                         (new_values.quality_score, new_values.needs_review, new_values.infarct_percent_spread)
+                         == (None, None, None))
+            check_quality_shown(checks, browser["panelAfterSave"], new_values, "after save (no reload)")
             checks.check("after save (no reload): panel shows the re-measured SR of the saved SEG",
                          browser["panelAfterSave"]["reportSopInstanceUID"] == new_sr_ref["sop_instance_uid"]
                          and browser["panelAfterSave"]["reportMatchesSeg"], browser["panelAfterSave"].get("reportSopInstanceUID"))
             # after reload the panel opens the saved version with these numbers
             after = browser["panelAfter"]
             check_panel(checks, after, new_values, algorithm, "reloaded")
+            check_quality_shown(checks, after, new_values, "reloaded")
             checks.check("reloaded: panel shows the saved SEG and the re-measured SR",
                          after["segSopInstanceUID"] == saved["sopInstanceUID"]
                          and after["reportSopInstanceUID"] == new_sr_ref["sop_instance_uid"]

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { parseLgeReport, AHA_SEGMENTS } from '../../src/lib/srParse.js';
 import { naturalize, clone, items } from '../../src/lib/dicom.js';
 import { readPart10 } from '../../src/lib/part10.js';
-import { loadFixtures } from './fixtures.js';
+import path from 'node:path';
+import { loadFixtures, pluginDir } from './fixtures.js';
 
 const fx = loadFixtures();
 const exp = fx.manifest.expected;
@@ -52,6 +53,106 @@ describe.each([
     expect(r.sourceSeriesInstanceUID).toBe(fx.manifest.lge_series_instance_uid);
     expect(r.structures.infarct.segmentNumber).toBe(3);
     expect(r.sopInstanceUID).toBe(fx.manifest.sr.sop_instance_uid);
+  });
+});
+
+// The model's self-assessment (issue 11 item 7), in SRs written by the node's encoder: flagged
+// (synthetic: 5 members, score under the threshold), confident (odd-63x61: flag No), and an SR
+// without the items (unaligned-482x478, as re-measured SRs and pre-v0.3 reports are).
+const fxSet = name => loadFixtures(path.join(pluginDir, '.fixtures', name));
+describe.each([
+  ['flagged "needs careful review"', 'synthetic'],
+  ['confident (flag No)', 'odd-63x61'],
+  ['without quality items', 'unaligned-482x478'],
+])('parseLgeReport: model quality of an SR %s', (_name, set) => {
+  const f = fxSet(set);
+  const q = f.manifest.expected.quality;
+  for (const [form, input] of [['DICOM JSON', f.srJson], ['Part 10', readPart10(f.srPart10)]]) {
+    it(`reads the score, the spread and the flag as the encoder wrote them (${form})`, () => {
+      const r = parseLgeReport(input);
+      expect(r.warnings).toEqual([]);
+      if (q === null) {
+        expect(r.quality).toBeUndefined();
+        return;
+      }
+      expectClose(r.quality.score, q.score, 'quality score');
+      expect(r.quality.needsReview).toBe(q.needs_review);
+      if (q.infarct_pct_spread === null) expect(r.quality.infarctPercentSpread).toBeUndefined();
+      else expectClose(r.quality.infarctPercentSpread, q.infarct_pct_spread, 'infarct % spread');
+    });
+  }
+  if (q !== null) {
+    it('keeps the structures\' numbers apart from the quality items', () => {
+      const r = parseLgeReport(f.srJson);
+      expectClose(r.summary.infarctPercent, f.manifest.expected.infarct_percent_of_myocardium, 'infarct %');
+      expectClose(r.summary.myocardiumMl, f.manifest.expected.myocardium_ml, 'myocardium mL');
+    });
+  }
+});
+
+describe('parseLgeReport: quality items found by meaning, anywhere', () => {
+  const flagged = fxSet('synthetic');
+  const base = () => clone(naturalize(flagged.srJson));
+  const everyItem = function* walk(node) {
+    for (const it of items(node.ContentSequence)) {
+      yield it;
+      yield* walk(it);
+    }
+  };
+  const byCode = (ds, value) => [...everyItem(ds)].find(it => items(it.ConceptNameCodeSequence)[0]?.CodeValue === value);
+
+  it('reads another writer\'s codes by their meaning text', () => {
+    const ds = base();
+    for (const value of ['LGE0005', 'LGE0006', 'LGE0007']) {
+      const name = items(byCode(ds, value).ConceptNameCodeSequence)[0];
+      name.CodeValue = `X-${value}`;
+      name.CodingSchemeDesignator = '99OTHER';
+    }
+    const flag = [...everyItem(ds)].find(it => items(it.ConceptNameCodeSequence)[0]?.CodeValue === 'X-LGE0006');
+    Object.assign(items(flag.ConceptCodeSequence)[0], { CodeValue: 'Y', CodingSchemeDesignator: '99OTHER', CodeMeaning: 'Yes' });
+    const r = parseLgeReport(ds);
+    expectClose(r.quality.score, flagged.manifest.expected.quality.score, 'score by meaning');
+    expectClose(r.quality.infarctPercentSpread, flagged.manifest.expected.quality.infarct_pct_spread, 'spread by meaning');
+    expect(r.quality.needsReview).toBe(true);
+    // the spread (in %) is not taken for the infarct % when the infarct group has none
+    expectClose(r.summary.infarctPercent, flagged.manifest.expected.infarct_percent_of_myocardium, 'infarct %');
+  });
+
+  it('finds the items outside the structure groups (e.g. directly under Imaging Measurements)', () => {
+    const ds = base();
+    const container = items(ds.ContentSequence).find(c => c.ValueType === 'CONTAINER');
+    const moved = [];
+    for (const g of items(container.ContentSequence)) {
+      const keep = [];
+      for (const it of items(g.ContentSequence)) {
+        (/^LGE000[567]$/.test(items(it.ConceptNameCodeSequence)[0]?.CodeValue) ? moved : keep).push(it);
+      }
+      g.ContentSequence = keep;
+    }
+    expect(moved).toHaveLength(3);
+    container.ContentSequence = [...moved, ...items(container.ContentSequence)];
+    const r = parseLgeReport(ds);
+    expect(r.quality.needsReview).toBe(true);
+    expectClose(r.quality.score, flagged.manifest.expected.quality.score, 'score');
+  });
+
+  it('an unknown answer to "needs careful review" is undefined with a warning, never a crash', () => {
+    const ds = base();
+    Object.assign(items(byCode(ds, 'LGE0006').ConceptCodeSequence)[0], { CodeValue: '261665006', CodingSchemeDesignator: 'SCT', CodeMeaning: 'Unknown' });
+    const r = parseLgeReport(ds);
+    expect(r.quality.needsReview).toBeUndefined();
+    expect(r.quality.score).not.toBeUndefined();
+    expect(r.warnings.join(' ')).toMatch(/careful review.*Unknown/);
+  });
+
+  it('without the items (a report of a node before v0.3) quality is undefined', () => {
+    const ds = base();
+    for (const g of items(items(ds.ContentSequence).find(c => c.ValueType === 'CONTAINER').ContentSequence)) {
+      g.ContentSequence = items(g.ContentSequence).filter(it => !/^LGE000[567]$/.test(items(it.ConceptNameCodeSequence)[0]?.CodeValue));
+    }
+    const r = parseLgeReport(ds);
+    expect(r.quality).toBeUndefined();
+    expect(r.warnings).toEqual([]);
   });
 });
 

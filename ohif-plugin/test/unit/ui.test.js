@@ -9,11 +9,12 @@ import { errorKind, reviewClient } from '../../src/lib/reviewApi.js';
 import { nodeAuthHeaders } from '../../src/extension/ohifData.js';
 import { shownFigures } from '../../src/extension/commands.js';
 import { fromChunkRuntime, getHostReact, _resetHostReactCache } from '../../src/extension/hostReact.js';
-import { makePanelView } from '../../src/extension/panel.js';
+import { makePanelView, qualityMessage } from '../../src/extension/panel.js';
 import { parseLgeReport } from '../../src/lib/srParse.js';
 import { deriveModeInstance } from '../../src/mode/index.js';
 import { PANEL_ID, HP_ID, MODE_ID } from '../../src/extension/ids.js';
-import { loadFixtures } from './fixtures.js';
+import path from 'node:path';
+import { loadFixtures, pluginDir } from './fixtures.js';
 
 describe('AHA bullseye', () => {
   const segs = bullseyeSegments(100, 100, 90);
@@ -260,5 +261,64 @@ describe('panel view: review UX and version-true numbers', () => {
     expect(f.lv_cavity_ml).toBe(report.summary.lvCavityMl);
     expect(f.covered_segments).toBe(report.aha.filter(a => a.covered).length);
     expect(shownFigures(null)).toBeNull();
+  });
+});
+
+describe('panel view: the model\'s doubt (quality score, "needs careful review")', () => {
+  // SRs from the node's encoder: flagged (5 members), confident (flag No), without the items
+  const reportOf = set => parseLgeReport(loadFixtures(path.join(pluginDir, '.fixtures', set)).srJson);
+  const flagged = reportOf('synthetic');
+  const confident = reportOf('odd-63x61');
+  const without = reportOf('unaligned-482x478');
+  const View = makePanelView(React);
+  const seg = { SeriesDescription: 'LGE AI segmentation (research use only)', SeriesNumber: 1201, version: 1,
+    provenance: { contentCreator: '', segments: [] } };
+  const base = { seg, report: flagged, reportMatchesSeg: true, job: { id: 4 }, review: null, busy: null, message: null, lastSaved: null, dirty: false };
+  const render = (patch = {}) => renderToStaticMarkup(React.createElement(View, {
+    model: { ...base, ...patch }, form: { reviewer: 'Jane Doe', comment: '' }, onForm() {}, onAccept() {}, onReject() {}, onSave() {}, onReload() {} }));
+  const bannerTag = html => /<div[^>]*data-testid="lge-quality-banner"[^>]*>/.exec(html)?.[0] ?? null;
+
+  it('flagged: an orange banner above the numbers, with the score and the ensemble spread, labelled for screen readers', () => {
+    const html = render();
+    const tag = bannerTag(html);
+    expect(tag).not.toBeNull();
+    const q = flagged.quality;
+    const text = `Needs careful review — the model is unsure about this series (quality ${q.score.toFixed(2)}, ` +
+      `infarct % spread ±${q.infarctPercentSpread.toFixed(1)} points between ensemble members)`;
+    expect(tag).toContain(`aria-label="${text}"`);
+    expect(tag).toContain('role="note"');
+    expect(tag).toMatch(/background:#c05000/);
+    expect(html).toContain('quality 0.71');
+    expect(html).toContain('±4.2 points');
+    expect(html.indexOf('lge-quality-banner')).toBeLessThan(html.indexOf('data-testid="lge-numbers"'));
+    expect(html).not.toContain('Model confidence:');
+  });
+  it('flagged by a single model: no spread in the text', () => {
+    const single = { ...flagged, quality: { ...flagged.quality, infarctPercentSpread: undefined } };
+    expect(qualityMessage(single.quality).text).toBe(`Needs careful review — the model is unsure about this series (quality ${flagged.quality.score.toFixed(2)})`);
+    expect(render({ report: single })).not.toContain('spread');
+  });
+  it('not flagged: a discreet "Model confidence" line, no banner', () => {
+    const html = render({ report: confident });
+    expect(confident.quality.needsReview).toBe(false);
+    expect(html).toContain(`Model confidence: ${confident.quality.score.toFixed(2)}`);
+    expect(bannerTag(html)).toBeNull();
+    expect(html).not.toMatch(/careful review —/i);
+  });
+  it('absent from the SR: nothing', () => {
+    const html = render({ report: without });
+    expect(without.quality).toBeUndefined();
+    expect(html).not.toContain('lge-quality');
+    expect(html).not.toContain('Model confidence');
+  });
+  it('follows the version on screen: v1\'s flag is never shown under v2', () => {
+    const v2 = { ...seg, version: 2, SeriesDescription: `${seg.SeriesDescription} v2` };
+    // v2 saved, its SR not there yet: the v1 report (flagged) is not v2's
+    const pending = render({ seg: v2, report: flagged, reportMatchesSeg: false, reportPending: true });
+    expect(pending).not.toContain('lge-quality');
+    // v2's re-measured SR carries no quality items (a reviewed SEG has no model confidence)
+    const remeasured = render({ seg: v2, report: without, reportMatchesSeg: true });
+    expect(remeasured).toContain('data-version="2"');
+    expect(remeasured).not.toContain('lge-quality');
   });
 });
