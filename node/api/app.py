@@ -42,6 +42,10 @@ class ShownFigures(BaseModel):
     mvo_percent: float | None = None
     transmural_segments: int | None = None
     covered_segments: int | None = None
+    # The model's own doubt as the panel showed it (SR items LGE0005/LGE0006): an accept despite a
+    # "needs careful review" banner is then on record.
+    quality_score: float | None = Field(default=None, ge=0, le=1)
+    needs_review_shown: bool | None = None
 
 
 class Shown(BaseModel):

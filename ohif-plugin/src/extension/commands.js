@@ -36,6 +36,8 @@ export function shownFigures(report) {
     infarct_ml: s.infarctMl ?? null, infarct_percent: s.infarctPercent ?? null, mvo_ml: s.mvoMl ?? null,
     mvo_percent: s.mvoPercent ?? null, transmural_segments: s.nTransmuralSegments ?? null,
     covered_segments: (report.aha ?? []).filter(a => a.covered).length,
+    quality_score: report.quality?.score ?? null,
+    needs_review_shown: report.quality?.needsReview ?? null,
   };
 }
 

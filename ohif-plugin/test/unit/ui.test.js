@@ -261,6 +261,11 @@ describe('panel view: review UX and version-true numbers', () => {
     expect(f.lv_cavity_ml).toBe(report.summary.lvCavityMl);
     expect(f.covered_segments).toBe(report.aha.filter(a => a.covered).length);
     expect(shownFigures(null)).toBeNull();
+    // the model's doubt as shown goes on record with the decision (null when the SR has none)
+    const flagged = shownFigures({ ...report, quality: { score: 0.71, needsReview: true } });
+    expect(flagged.quality_score).toBe(0.71);
+    expect(flagged.needs_review_shown).toBe(true);
+    expect(shownFigures({ ...report, quality: undefined }).needs_review_shown).toBeNull();
   });
 });
 

@@ -73,12 +73,14 @@ def test_review_keeps_what_the_reader_saw(core) -> None:
     [job] = client.get("/api/jobs", params={"series_uid": "1.2.3.7"}).json()
     shown = {"seg_version": 2, "sr_sop_instance_uid": "1.2.3.7.9",
              "figures": {"infarct_percent": 22.9, "lv_cavity_ml": 71.9, "transmural_segments": 3,
-                         "covered_segments": 16}}
+                         "covered_segments": 16, "quality_score": 0.71, "needs_review_shown": True}}
     r = client.post(f"/api/jobs/{job['id']}/review", json={"decision": "accepted", "shown": shown})
     assert r.status_code == 201
     got = client.get(f"/api/jobs/{job['id']}/reviews").json()[0]["shown"]
     assert got["seg_version"] == 2 and got["sr_sop_instance_uid"] == "1.2.3.7.9"
     assert got["figures"]["infarct_percent"] == 22.9 and got["figures"]["covered_segments"] == 16
+    # an accept despite the "needs careful review" banner is on record
+    assert got["figures"]["needs_review_shown"] is True and got["figures"]["quality_score"] == 0.71
     bad = client.post(f"/api/jobs/{job['id']}/review",
                       json={"decision": "accepted", "shown": {"figures": {"made_up": 1}}})
     assert bad.status_code == 422  # unknown figures are refused, not silently dropped
