@@ -25,6 +25,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydicom.dataset import Dataset
 from python_multipart.multipart import parse_options_header
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -90,6 +91,18 @@ def _service_root(request: Request) -> str:
     return str(url).rstrip("/") + "/dicom-web"
 
 
+def _qido_item(r: Instance, base: str) -> dict[str, object]:
+    """One instance as DICOM JSON (pydicom's encoder, PS3.18 F.2)."""
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = r.sop_class_uid, r.sop_instance_uid
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = r.study_uid, r.series_uid
+    number = str((r.attrs or {}).get("InstanceNumber") or "").strip()
+    if number.lstrip("+-").isdigit():  # an unusable stored value is left out, not a 500
+        ds.InstanceNumber = int(number)
+    ds.RetrieveURL = f"{base}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_instance_uid}"
+    return ds.to_json_dict()
+
+
 def wado_router(sessions: sessionmaker[Session], store_root: Path) -> APIRouter:
     """The WADO-RS routes over the index ``sessions`` and the files under ``store_root``."""
     router = APIRouter(tags=["DICOMweb"])
@@ -146,18 +159,7 @@ def wado_router(sessions: sessionmaker[Session], store_root: Path) -> APIRouter:
                                   .order_by(Instance.sop_instance_uid)))
         here = [r for r in rows if (store_root / r.path).is_file()]
         base = _service_root(request)
-        out = []
-        for r in here:
-            item = {"00080016": {"vr": "UI", "Value": [r.sop_class_uid]},
-                    "00080018": {"vr": "UI", "Value": [r.sop_instance_uid]},
-                    "0020000D": {"vr": "UI", "Value": [r.study_uid]},
-                    "0020000E": {"vr": "UI", "Value": [r.series_uid]},
-                    "00081190": {"vr": "UR", "Value": [
-                        f"{base}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_instance_uid}"]}}
-            number = (r.attrs or {}).get("InstanceNumber")
-            if number not in (None, ""):
-                item["00200013"] = {"vr": "IS", "Value": [int(number)]}
-            out.append(item)
+        out = [_qido_item(r, base) for r in here]
         request.state.audit_detail = {"study_uid": study, "series_uid": series, "instances": len(out)}
         return JSONResponse(out, media_type="application/dicom+json")
 
