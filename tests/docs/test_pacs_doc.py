@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
 
 from node.config import ENV_REF_RE, load_config
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
+from tests.support.http import serve
 from tests.support.orthanc import orthanc_available, start_orthanc
 
 DOC = REPO / "docs" / "pacs.md"
@@ -81,18 +80,9 @@ def stow_node(core) -> Iterator[tuple[Any, str, str]]:  # type: ignore[no-untype
     key = "orthanc-doc-key-0123456789"
     auth = Authenticator(AuthConfig.model_validate(
         {"api_keys": [{"name": "orthanc", "key_sha256": sha256_hex(key), "roles": ["store"]}]}), {})
-    port = free_port()
     app = create_app(core.sessions, core.files.root, lambda: True, auth=auth, store=core.store)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        assert time.time() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield core, f"http://127.0.0.1:{port}/dicom-web/", key
-    server.should_exit = True
-    thread.join(10)
+    with serve(app) as base:
+        yield core, f"{base}/dicom-web/", key
 
 
 @pytest.mark.orthanc

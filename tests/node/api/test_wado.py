@@ -6,7 +6,6 @@ and the audit record of what was sent."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from pathlib import Path
 import pydicom
 import pytest
 import requests
-import uvicorn
 from dicomweb_client.api import DICOMwebClient
 from sqlalchemy import select
 
@@ -26,7 +24,7 @@ from node.db.models import Instance
 from node.retrieve.common import ingest_part10
 from node.security.audit import AuditLog
 from node.security.settings import AuthConfig
-from tests.conftest import free_port
+from tests.support.http import serve
 
 READER, STORER = "reader-key-0123456789", "pacs-store-key-0123456789"
 KEYS = AuthConfig.model_validate({"api_keys": [
@@ -61,18 +59,9 @@ def served(core, study_series, tmp_path: Path) -> Iterator[Served]:  # type: ign
     files = {r.sop_instance_uid: (core.files.root / r.path).read_bytes() for r in rows if r.series_uid == first.series_uid}
     audit = tmp_path / "audit.jsonl"
     app = create_app(core.sessions, core.files.root, lambda: True, auth=Authenticator(KEYS, {}), audit=AuditLog(audit))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        assert time.time() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield Served(f"http://127.0.0.1:{port}/dicom-web", first.study_uid, first.series_uid, files, audit,
-                 first.transfer_syntax_uid)
-    server.should_exit = True
-    thread.join(10)
+    with serve(app) as base:
+        yield Served(f"{base}/dicom-web", first.study_uid, first.series_uid, files, audit,
+                     first.transfer_syntax_uid)
 
 
 def test_instance_bytes_identical_to_stored_file(served: Served) -> None:

@@ -5,7 +5,6 @@ other bytes than indexed fail the job for good, an owner that cannot be reached 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import select
 
@@ -28,6 +26,7 @@ from node.retrieve.common import ingest_part10
 from node.security.settings import AuthConfig
 from node.store.files import FileStore
 from tests.conftest import free_port
+from tests.support.http import serve
 
 KEY = "peer-read-key-0123456789"
 KEYS = AuthConfig.model_validate({"api_keys": [{"name": "peer", "key_sha256": sha256_hex(KEY), "roles": ["read"]}]})
@@ -58,19 +57,10 @@ def cluster(core, study_series, tmp_path: Path) -> Iterator[Cluster]:  # type: i
                 for r in s.scalars(select(Instance))]
     assert rows and {r.node for r in rows} == {"node-a"}
     app = create_app(core.sessions, core.files.root, lambda: True, auth=Authenticator(KEYS, {}))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        assert time.time() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}/dicom-web"
-    announce(core.sessions, "node-a", url, starting=True)
-    yield Cluster(core, url, rows, FileStore(tmp_path / "b-store", min_free_mb=1, node_name="node-b"))
-    server.should_exit = True
-    thread.join(10)
+    with serve(app) as base:
+        url = f"{base}/dicom-web"
+        announce(core.sessions, "node-a", url, starting=True)
+        yield Cluster(core, url, rows, FileStore(tmp_path / "b-store", min_free_mb=1, node_name="node-b"))
 
 
 def test_missing_files_fetched_byte_identical_then_local(cluster: Cluster) -> None:

@@ -5,7 +5,6 @@ the SCP's durable path, answered per PS3.18, authenticated with the ``store`` ro
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from pathlib import Path
 import pydicom
 import pytest
 import requests
-import uvicorn
 from dicomweb_client.api import DICOMwebClient
 from fastapi.testclient import TestClient
 from pydicom.uid import generate_uid
@@ -27,7 +25,7 @@ from node.config import StowReceiveConfig
 from node.db.models import Instance, Job, Series, utcnow
 from node.security.audit import AuditLog
 from node.security.settings import AuthConfig
-from tests.conftest import free_port
+from tests.support.http import serve
 
 STORER, READER, ADMIN = "pacs-store-key-0123456789", "reader-key-0123456789", "admin-key-0123456789"
 KEYS = AuthConfig.model_validate({"api_keys": [
@@ -69,19 +67,9 @@ def make_app(core, audit: Path, stow: StowReceiveConfig | None = None):  # type:
 @pytest.fixture
 def node(core, tmp_path: Path) -> Iterator[Node]:  # type: ignore[no-untyped-def]
     """The API (with STOW-RS) served by uvicorn on 127.0.0.1: a real HTTP server."""
-    port = free_port()
     audit = tmp_path / "audit.jsonl"
-    server = uvicorn.Server(uvicorn.Config(make_app(core, audit), host="127.0.0.1", port=port,
-                                           log_level="warning", log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        assert time.time() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield Node(core, f"http://127.0.0.1:{port}/dicom-web", audit)
-    server.should_exit = True
-    thread.join(10)
+    with serve(make_app(core, audit)) as base:
+        yield Node(core, f"{base}/dicom-web", audit)
 
 
 def lge(study_series: dict[str, Path]) -> list[pydicom.Dataset]:
