@@ -37,12 +37,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from node.api.lockout import FailureLimiter
 from node.security import audit as A
 from node.security.settings import ROLES, AuthConfig, OidcConfig
 
 log = logging.getLogger(__name__)
 
-AUTH_FAILURES = Counter("lgenode_api_auth_failures_total", "API requests refused (401/403)", ["reason"])
+AUTH_FAILURES = Counter("lgenode_api_auth_failures_total", "API requests refused (401/403/429)", ["reason"])
+AUTH_LOCKOUTS = Counter("lgenode_api_auth_lockouts_total",
+                        "Client addresses locked out after too many invalid credentials")
 
 # Asymmetric algorithms only: "none" and HMAC (which a forged token could pair with the public key) never.
 ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
@@ -285,6 +288,7 @@ class AuthMiddleware:
         self.auth = authenticator
         self.audit = audit
         self.public = authenticator.public_paths()
+        self.limiter = FailureLimiter(authenticator.cfg.lockout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.public:
@@ -294,16 +298,25 @@ class AuthMiddleware:
         client = scope.get("client")
         address = client[0] if client else None
         headers = Headers(scope=scope)
+        wait = self.limiter.locked(address)
+        if wait > 0:  # refused before looking at the credentials: guessing gains nothing
+            AUTH_FAILURES.labels("locked_out").inc()
+            await _json(send, 429, {"detail": "too many invalid credentials from this address",
+                                    "retry_after_seconds": int(wait) + 1}, {"retry-after": str(int(wait) + 1)})
+            return
         try:
             # JWT verification may fetch the issuer's keys: not on the event loop.
             principal = await run_in_threadpool(self.auth.authenticate, headers)
         except AuthError as exc:
+            if exc.presented and self.limiter.failure(address):
+                self._lock_out(scope, address)
             await self._deny(scope, send, 401, exc.reason, address, None, presented=exc.presented)
             return
         except IdentityProviderUnavailable as exc:
             log.error("API authentication unavailable", extra={"reason": str(exc)})
             await _json(send, 503, {"detail": f"authentication unavailable: {exc}"})
             return
+        self.limiter.success(address)
         role = required_role(method, path)
         if not principal.may(role):
             await self._deny(scope, send, 403, f"role {role!r} required", address, principal)
@@ -322,6 +335,17 @@ class AuthMiddleware:
         finally:
             if path not in self.NOT_AUDITED:
                 self._audit_request(scope, principal, address, status["code"], state)
+
+    def _lock_out(self, scope: Scope, address: str | None) -> None:
+        cfg = self.limiter.cfg
+        AUTH_LOCKOUTS.inc()
+        reason = (f"{cfg.max_failures} invalid credentials within {cfg.window_seconds:g} s: address locked out "
+                  f"for {cfg.lockout_seconds:g} s")
+        log.warning("API client locked out", extra={"peer": address, "reason": reason})
+        self.audit.record(A.SECURITY_ALERT, action="E", outcome=A.SERIOUS_FAILURE, types=[A.LOGIN],
+                          participants=[A.participant("unknown", requestor=True, address=address)],
+                          objects=[A.query(f"{scope['method']} {scope['path']}")], description=reason,
+                          http_status=429)
 
     async def _deny(self, scope: Scope, send: Send, code: int, reason: str, address: str | None,
                     principal: Principal | None, presented: bool = True) -> None:

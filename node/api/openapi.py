@@ -24,6 +24,7 @@ class Problem(BaseModel):
     model_config = {"json_schema_extra": {"examples": [{"detail": "no job 42"}]}}
     detail: str
     reason: str | None = Field(default=None, description="401/403 only: why the credentials or role were refused")
+    retry_after_seconds: int | None = Field(default=None, description="429 only: when to try again (also Retry-After)")
 
 
 _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
@@ -39,16 +40,18 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     409: ("Conflict (see `detail`)", {"detail": "conflict"}),
     413: ("Body too large", {"detail": "body exceeds api.stow.max_body_mb"}),
     415: ("Unsupported media type", {"detail": 'expected Content-Type multipart/related; type="application/dicom"'}),
+    429: ("Too many invalid credentials from this address (api.auth.lockout): refused until Retry-After",
+          {"detail": "too many invalid credentials from this address", "retry_after_seconds": 287}),
     503: ("The OIDC issuer's keys could not be fetched: the token can be neither accepted nor refused",
           {"detail": "authentication unavailable: ..."}),
 }
 
 
 def errors(*codes: int, **examples: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` entries for ``codes`` (401, 403 and 503 always: every documented route is
+    """``responses=`` entries for ``codes`` (401, 403, 429 and 503 always: every documented route is
     authenticated); ``e404={...}`` overrides the example of that code."""
     out: dict[int | str, dict[str, Any]] = {}
-    for code in sorted({401, 403, 503, *codes}):
+    for code in sorted({401, 403, 429, 503, *codes}):
         description, example = _ERRORS[code]
         out[code] = {"model": Problem, "description": description,
                      "content": {"application/json": {"example": examples.get(f"e{code}", example)}}}

@@ -76,6 +76,16 @@ class OidcConfig(_Strict):
     leeway_seconds: Annotated[float, Field(ge=0, le=300)] = 30.0  # clock skew allowed on exp/nbf/iat
 
 
+class LockoutConfig(_Strict):
+    """Throttle on invalid credentials per client address (node/api/lockout.py)."""
+
+    # this many invalid credentials from one address within window_seconds lock it for
+    # lockout_seconds (429 with Retry-After); 0 turns the throttle off
+    max_failures: int = Field(default=10, ge=0)
+    window_seconds: float = Field(default=60.0, gt=0)
+    lockout_seconds: float = Field(default=300.0, gt=0)
+
+
 class AuthConfig(_Strict):
     # required: every endpoint but /health and /ready needs credentials; open: none needed
     # (only on a loopback api.host; `lgenode config check` warns about it).
@@ -84,6 +94,7 @@ class AuthConfig(_Strict):
     oidc: OidcConfig | None = None
     public_metrics: bool = False  # /metrics without credentials
     public_docs: bool = False  # /docs, /redoc, /openapi.json without credentials
+    lockout: LockoutConfig = Field(default_factory=LockoutConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> "AuthConfig":

@@ -7,12 +7,13 @@ function joinUrl(base, path) {
 }
 
 /**
- * What kind of failure `err` (from this client) is, for the panel: 'unauthorised' (401/403),
+ * What kind of failure `err` (from this client) is, for the panel: 'unauthorised' (401/403, and
+ * 429: the node locked this address out after invalid credentials — the message says until when),
  * 'unreachable' (no answer, or the proxy in front of the node has none: 502/503/504), 'error'.
  */
 export function errorKind(err) {
   if (!err) return null;
-  if (err.status === 401 || err.status === 403) return 'unauthorised';
+  if ([401, 403, 429].includes(err.status)) return 'unauthorised';
   if (err.kind === 'unreachable' || [502, 503, 504].includes(err.status)) return 'unreachable';
   return 'error';
 }

@@ -187,7 +187,7 @@ describe('node API: authorisation and errors', () => {
     expect(fetchFn.mock.calls[0][1].headers.Authorization).toBe('Bearer key');
   });
   it('tells "not authorised" from "unreachable"', async () => {
-    for (const [status, kind] of [[401, 'unauthorised'], [403, 'unauthorised'], [502, 'unreachable'], [504, 'unreachable'], [500, 'error']]) {
+    for (const [status, kind] of [[401, 'unauthorised'], [403, 'unauthorised'], [429, 'unauthorised'], [502, 'unreachable'], [504, 'unreachable'], [500, 'error']]) {
       const fetchFn = vi.fn(async () => new Response('{"detail":"x"}', { status }));
       const err = await reviewClient({ nodeUrl: '/n', fetchFn }).jobsForSeries({}).catch(e => e);
       expect(errorKind(err), String(status)).toBe(kind);
