@@ -47,8 +47,9 @@ def member_fold(name: str, info: dict[str, object]) -> int | None:
     m = re.fullmatch(r"fold(\d+)", name)
     if m:
         return int(m.group(1))
-    fold = (info.get("training") or {}).get("fold") if isinstance(info.get("training"), dict) else None
-    return int(fold) if isinstance(fold, int) else None
+    training = info.get("training")
+    fold = training.get("fold") if isinstance(training, dict) else None
+    return fold if isinstance(fold, int) else None
 
 
 def held_out(folds_doc: dict[str, object] | None, fold: int | None) -> set[str]:

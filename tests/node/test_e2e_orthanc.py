@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import highdicom as hd
@@ -17,6 +16,7 @@ from dicomweb_client.api import DICOMwebClient
 
 from tests.conftest import REPO, dcmtk_env, free_port, which_dcmtk
 from tests.support.orthanc import start_orthanc
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.slow]
 
@@ -41,16 +41,6 @@ def node_cfg(node_config, node_port: int, orthanc, transport: str):  # type: ign
                        model={"weights_dir": str(weights_dir())} if weights_dir() else {})
     return base.model_copy(update={"destinations": NodeConfig.model_validate(
         {"dicom": {"allow_any_peer": True}, "destinations": [dest]}).destinations})
-
-
-def wait_for(fn, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = fn()
-        if got:
-            return got
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def results_in(client: DICOMwebClient, study_uid: str) -> dict[str, dict]:

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from node.db.models import ClusterNode, Delivery, Instance, Job
 from node.db.session import make_engine, session_factory, upgrade
 from tests.conftest import free_port
+from tests.support.wait import wait_for
 from tests.node.job.test_postgres_shared_queue import drop_everything
 from tests.support.dicom_peers import dcmtk, storescp
 from tests.support.postgres import postgres_url  # noqa: F401  (fixture)
@@ -114,16 +115,6 @@ def snapshot(store: Path) -> dict[str, str]:
     """relative path -> sha256 of every stored file (the .incoming temp folder left out)."""
     return {str(p.relative_to(store)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(store.rglob("*.dcm")) if ".incoming" not in p.parts}
-
-
-def wait_for(fn, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = fn()
-        if got:
-            return got
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def send(node: Node, folder: Path) -> str:
