@@ -19,8 +19,10 @@ def ensemble_cmd(
     run_dir: Path = typer.Argument(..., help="Cross-validation run folder holding fold0..foldK (from `train --fold all`)."),
     out: Path = typer.Option(..., "--out", help="Weights folder to write (e.g. models/weights)."),
     version: str = typer.Option(..., "--version", help="Model version written to model.json (e.g. 0.3.0)."),
-    cv_eval: Path | None = typer.Option(None, "--cv-eval", help="Pooled CV evaluation folder (`evaluate --fold all --out ...`): its quality_flag.best_threshold becomes the shipped review threshold."),
-    threshold: float | None = typer.Option(None, "--quality-threshold", help="Review threshold to ship instead of the CV one."),
+    cv_eval: list[Path] = typer.Option([], "--cv-eval", help="CV evaluation folder (`evaluate --fold all --out ...`); repeat it to pool data sets (EMIDEC and MyoPS): the review threshold is chosen on all their cases (Youden on poor vs good, else the lowest 5 % of scores)."),
+    threshold: float | None = typer.Option(None, "--quality-threshold", help="Review threshold to ship instead of the CV one (used as given, not shifted)."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Shift the CV threshold onto the ensemble's score scale, measured on the MyoPS unlabelled/ volumes no member trained on."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     name: str = typer.Option("lgenode-lge-att-res-unet-ensemble", "--name"),
 ) -> None:
     """Assemble the fold models of a cross-validation into one ensemble weights folder."""
@@ -31,13 +33,64 @@ def ensemble_cmd(
     folds = sorted(p for p in run_dir.glob("fold[0-9]*") if p.is_dir())
     if not folds:
         raise typer.BadParameter(f"no fold folders in {run_dir}", param_hint="RUN_DIR")
-    if threshold is None and cv_eval is not None:
-        q = json.loads((cv_eval / "metrics.json").read_text())["summary"].get("quality_flag") or {}
-        threshold = q.get("best_threshold")
+    rule, from_cv = "--quality-threshold", False
+    if threshold is None and cv_eval:
+        threshold, rule = _cv_threshold(cv_eval)
+        from_cv = threshold is not None
     path = assemble(folds, out, name, version, threshold,
-                    {"members_from": str(run_dir), "quality_threshold_from":
-                     str(cv_eval) if cv_eval else "--quality-threshold"})
-    typer.echo(f"wrote {path} ({len(folds)} members, quality threshold {threshold})")
+                    {"members_from": str(run_dir),
+                     "quality_threshold_from": [str(p) for p in cv_eval] or "--quality-threshold",
+                     "quality_threshold_rule": rule})
+    if from_cv and calibrate and len(folds) > 1:
+        threshold = _shift_threshold(path, threshold, data_dir)  # type: ignore[arg-type]
+    typer.echo(f"wrote {path} ({len(folds)} members, quality threshold {threshold}, {rule})")
+
+
+def _shift_threshold(weights: Path, cv_threshold: float, data_dir: str | None) -> float:
+    """Move the CV (one member per case) threshold onto the ensemble's score scale and record
+    how in model.json; without unseen volumes, keep it and say so."""
+    import json
+
+    from pipeline.train.calibrate import ensemble_shift, unlabelled_volumes
+
+    doc_path = weights / "model.json"
+    doc = json.loads(doc_path.read_text())
+    volumes = unlabelled_volumes(data_dir)
+    if not volumes:
+        typer.echo("warning: no MyoPS unlabelled/ volumes: the CV threshold is shipped unshifted; "
+                   "the ensemble's scores run lower than one member's, so it will flag more", err=True)
+        doc["training"]["quality_threshold_shift"] = None
+    else:
+        shift = ensemble_shift(weights, volumes)
+        doc["training"]["quality_threshold_cv"] = cv_threshold
+        doc["training"]["quality_threshold_shift"] = shift.to_dict()
+        doc["quality_threshold"] = round(cv_threshold + shift.median, 4)
+        typer.echo(f"quality threshold {cv_threshold:.4f} (CV, one member) {shift.median:+.4f} "
+                   f"(ensemble vs members, median of {shift.n_volumes} unseen volumes)")
+    doc_path.write_text(json.dumps(doc, indent=1) + "\n")
+    return float(doc["quality_threshold"])
+
+
+def _cv_threshold(folders: list[Path]) -> tuple[float | None, str]:
+    """The review threshold chosen on the pooled per-case records of CV evaluations; a folder
+    without records (older metrics.json) contributes its own best_threshold when it is alone."""
+    import json
+
+    from pipeline.evaluate import quality
+
+    docs = []
+    for f in folders:
+        path = f / "metrics.json"
+        if not path.exists():
+            raise typer.BadParameter(f"{path} not found (run `lgenode pipeline evaluate --fold all "
+                                     f"--out {f}` first)", param_hint="--cv-eval")
+        docs.append(json.loads(path.read_text()))
+    records = [c for d in docs for c in d.get("cases", [])]
+    if not records and len(docs) == 1:
+        q = docs[0]["summary"].get("quality_flag") or {}
+        return q.get("best_threshold"), str(q.get("best_threshold_rule") or "youden")
+    threshold, rule = quality.choose_rule(records)
+    return threshold, f"{rule} on {len(records)} CV cases" if rule else "no quality scores"
 
 
 def quantize_cmd(

@@ -352,15 +352,23 @@ def overlay_case(path: Path, image: np.ndarray, gt: np.ndarray, pred: np.ndarray
 def _quality_markdown(q: dict[str, object] | None) -> list[str]:
     if not q:
         return []
+    rho = q.get("spearman_quality_vs_myocardium_dice")
+    n_worst = q.get("n_worst")
     lines = ["## Quality flag (\"needs careful review\")", "",
              f"Poor case: myocardium Dice < {q['poor_if_myocardium_dice_below']}. Flag: quality "
-             f"score < threshold. Median quality score {_fmt(q['quality_median'])}.", "",
-             "| threshold | cases | poor | poor flagged | sensitivity | false alarms | flagged |",
-             "|---|---|---|---|---|---|---|"]
-    for label, key in (("model's", "at_model_threshold"), ("best here (Youden)", "at_best_threshold")):
+             f"score < threshold. Median quality score {_fmt(q['quality_median'])}; Spearman rank "
+             f"correlation of the score with myocardium Dice {_fmt(rho)}. Worst cases: the "
+             f"{n_worst} with the lowest myocardium Dice (≤ {_fmt(q.get('worst_myocardium_dice_max'))}).",
+             "",
+             ("| threshold | cases | poor | poor flagged | sensitivity | false alarms | flagged "
+              f"| worst {n_worst} flagged |"),
+             "|---|---|---|---|---|---|---|---|"]
+    rule = q.get("best_threshold_rule")
+    best_label = "chosen here (Youden)" if rule == "youden" else f"chosen here ({rule})"
+    for label, key in (("model's", "at_model_threshold"), (best_label, "at_best_threshold")):
         st = q.get(key)
         if st:
             lines.append(f"| {label} {_fmt(st['threshold'])} | {st['n_cases']} | {st['n_poor']} | "
                          f"{st['poor_flagged']} | {_fmt(st['sensitivity'])} | "
-                         f"{st['false_alarms']} | {st['flagged']} |")
+                         f"{st['false_alarms']} | {st['flagged']} | {st.get('worst_flagged', '')} |")
     return lines + [""]

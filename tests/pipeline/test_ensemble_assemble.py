@@ -31,7 +31,7 @@ def test_ensemble_folder_and_threshold_from_cv(tmp_path):
         {"summary": {"quality_flag": {"best_threshold": 0.83}}}))
     out = tmp_path / "weights"
     res = CliRunner().invoke(app, ["ensemble", str(run), "--out", str(out), "--version", "9.9.9",
-                                   "--cv-eval", str(cv_eval)])
+                                   "--cv-eval", str(cv_eval), "--no-calibrate"])
     assert res.exit_code == 0, res.output
     doc = json.loads((out / "model.json").read_text())
     assert doc["members"] == ["fold0", "fold1", "fold2"] and doc["version"] == "9.9.9"
@@ -41,6 +41,39 @@ def test_ensemble_folder_and_threshold_from_cv(tmp_path):
     # each member folder stays a complete model (its own model.json), so `evaluate --fold all`
     # can score each member on its own fold
     assert json.loads((out / "fold1" / "model.json").read_text())["training"] == {"data": "x"}
+
+
+def test_threshold_pooled_over_several_cv_evaluations(tmp_path):
+    """EMIDEC alone has no poor case; pooled with MyoPS, where one case failed, Youden applies."""
+    from pipeline.cli import app
+
+    run = tmp_path / "cv"
+    _fold(run, 0)
+
+    def evaluation(name, cases):
+        d = tmp_path / name
+        d.mkdir()
+        recs = [{"case": f"{name}{i}", "quality": q, "dice": {"myocardium": m}}
+                for i, (q, m) in enumerate(cases)]
+        (d / "metrics.json").write_text(json.dumps({"summary": {}, "cases": recs}))
+        return d
+
+    emidec = evaluation("emidec", [(0.90, 0.80), (0.88, 0.78), (0.86, 0.75), (0.91, 0.82)])
+    myops = evaluation("myops", [(0.70, 0.10), (0.87, 0.77)])
+    out = tmp_path / "w"
+    res = CliRunner().invoke(app, ["ensemble", str(run), "--out", str(out), "--version", "1",
+                                   "--cv-eval", str(emidec), "--cv-eval", str(myops), "--no-calibrate"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "model.json").read_text())
+    assert 0.70 < doc["quality_threshold"] <= 0.86
+    assert doc["training"]["quality_threshold_rule"].startswith("youden on 6 CV cases")
+    # EMIDEC alone: no poor case -> the lowest 5 % (here one case of four) is flagged
+    out2 = tmp_path / "w2"
+    res = CliRunner().invoke(app, ["ensemble", str(run), "--out", str(out2), "--version", "1",
+                                   "--cv-eval", str(emidec), "--no-calibrate"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out2 / "model.json").read_text())
+    assert 0.86 < doc["quality_threshold"] < 0.88 and "lowest 5 %" in doc["training"]["quality_threshold_rule"]
 
 
 def test_ensemble_refuses_a_fold_without_onnx(tmp_path):

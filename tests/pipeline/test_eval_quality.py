@@ -32,3 +32,21 @@ def test_overlapping_scores_count_false_alarms():
 def test_no_scores_or_one_group():
     assert quality.summarise([{"dice": {"myocardium": 0.8}}], 0.5) is None
     assert quality.choose_threshold([_rec(0.9, 0.8), _rec(0.8, 0.9)]) is None
+
+
+def test_without_poor_cases_the_lowest_scores_are_flagged_and_worst_cases_counted():
+    # 20 good cases; the score tracks Dice, so the lowest score belongs to the worst case
+    recs = [_rec(0.80 + 0.005 * i, 0.65 + 0.01 * i) for i in range(20)]
+    t, rule = quality.choose_rule(recs)
+    assert "lowest 5 %" in rule and "no case" in rule
+    s = quality.summarise(recs, threshold=None)
+    best = s["at_best_threshold"]
+    assert best["flagged"] == 1 and best["n_poor"] == 0 and best["false_alarms"] == 1
+    assert s["n_worst"] == 2 and best["worst_flagged"] == 1
+    assert s["spearman_quality_vs_myocardium_dice"] == pytest.approx(1.0)
+    assert s["best_threshold"] == pytest.approx(t)
+
+
+def test_score_unrelated_to_quality_shows_in_the_rank_correlation():
+    recs = [_rec(0.9 - 0.01 * i, 0.6 + 0.01 * i) for i in range(10)]
+    assert quality.summarise(recs, 0.85)["spearman_quality_vs_myocardium_dice"] == pytest.approx(-1.0)
