@@ -3,7 +3,8 @@
 Each instance row names the node whose storage.root holds its file (``Instance.node``). Before a
 job reads a series, every file that is missing locally and held by another node is retrieved
 from that node's ``/dicom-web/studies/{study}/series/{series}/instances/{sop}`` (node/api/wado.py)
-as the stored Part 10 bytes, checked against the index (size, SOP Instance UID) and written
+as the stored Part 10 bytes, checked against the index (size, SHA-256 of the bytes the owner
+stored, SOP Instance UID) and written
 durably to the same relative path under this node's storage.root (temp file, fsync, rename:
 `FileStore.write`). The copy is a cache: the index row keeps naming its owner, and retention may
 delete it (node/store/retention.py).
@@ -16,6 +17,7 @@ other bytes than indexed -> `PermanentError` with the reason.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from node import metrics
 from node.cluster.nodes import node_url
 from node.config import ClusterConfig
-from node.db.models import utcnow
+from node.db.models import Instance, utcnow
 from node.deliver.destinations import StowDestination
 from node.deliver.stow import make_client
 from node.job.errors import PermanentError
@@ -55,6 +57,12 @@ class IndexedFile:
     path: str  # relative to the store root
     size_bytes: int
     node: str | None  # the node that holds it; None: this node or shared storage
+    sha256: str | None = None  # of the owner's stored bytes; None: indexed before it was recorded
+
+    @classmethod
+    def of(cls, row: Instance) -> IndexedFile:
+        return cls(row.sop_instance_uid, row.study_uid, row.series_uid, row.path, row.size_bytes, row.node,
+                   row.sha256)
 
 
 class PeerFetcher:
@@ -130,6 +138,9 @@ class PeerFetcher:
         data = parts[0]
         if len(data) != r.size_bytes:
             raise PermanentError(f"fetching {what}: {len(data)} bytes, the index says {r.size_bytes}")
+        if r.sha256 is not None and hashlib.sha256(data).hexdigest() != r.sha256:
+            raise PermanentError(f"fetching {what}: the bytes differ from those the owner stored "
+                                 f"(SHA-256 mismatch; the owner's file or the transfer is corrupt)")
         try:
             sop = str(dcmread(BytesIO(data), stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID)
         except Exception as exc:

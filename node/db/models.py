@@ -39,6 +39,9 @@ class Instance(Base):
     # own store or storage shared by every node (no cluster section). Another node reads it by
     # WADO-RS from that node (node/cluster/fetch.py).
     node: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # SHA-256 of the stored bytes (hex), taken when the file was written: a copy fetched from
+    # another node is checked against it. None on rows indexed before migration 0007.
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class SeriesState:

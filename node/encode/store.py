@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from io import BytesIO
 
 from pydicom.dataset import Dataset
@@ -45,7 +46,7 @@ def store_result(files: FileStore, sessions: sessionmaker[Session], kind: str, d
     if stored.created:
         with sessions.begin() as s:
             index_instance(s, header, relpath, stored.size, late_policy="store_only", produced=True,
-                           node=files.node_name)
+                           node=files.node_name, sha256=hashlib.sha256(buf.getvalue()).hexdigest())
     return OutgoingObject(kind, header.sop_instance_uid, header.sop_class_uid, relpath)
 
 

@@ -33,8 +33,7 @@ def series_files(sessions: sessionmaker[Session], store_root: Path, series_uid: 
     if fetcher is not None:
         from node.cluster.fetch import IndexedFile
 
-        fetcher.ensure_local([IndexedFile(r.sop_instance_uid, r.study_uid, r.series_uid, r.path, r.size_bytes, r.node)
-                              for r in rows])
+        fetcher.ensure_local([IndexedFile.of(r) for r in rows])
     return [store_root / r.path for r in rows]
 
 

@@ -8,6 +8,7 @@ re-send, and the duplicate is recognised).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ _BUMP_SERIES = (
 
 
 def index_instance(session: Session, header: InstanceHeader, relpath: str, size: int, *, late_policy: str,
-                   calling_ae: str | None = None, produced: bool = False, node: str | None = None) -> bool:
+                   calling_ae: str | None = None, produced: bool = False, node: str | None = None,
+                   sha256: str | None = None) -> bool:
     """Index one stored file and do its series bookkeeping (ORM path, for the rare callers:
     crash reconciliation and the node's own results). False if it was already indexed."""
     if session.get(Instance, header.sop_instance_uid) is not None:
@@ -49,7 +51,8 @@ def index_instance(session: Session, header: InstanceHeader, relpath: str, size:
     session.add(Instance(sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
                          study_uid=header.study_uid, series_uid=header.series_uid,
                          transfer_syntax_uid=header.transfer_syntax_uid, path=relpath, size_bytes=size,
-                         calling_ae=calling_ae, received_at=now, attrs=header.attrs, node=node))
+                         calling_ae=calling_ae, received_at=now, attrs=header.attrs, node=node,
+                         sha256=sha256))
     session.flush()
     record_instance(session, header, now, late_policy, produced=produced)
     return True
@@ -122,7 +125,7 @@ class InstanceStore:
                 "study_uid": header.study_uid, "series_uid": header.series_uid,
                 "transfer_syntax_uid": header.transfer_syntax_uid, "path": relpath, "size_bytes": stored.size,
                 "calling_ae": calling_ae, "received_at": now, "attrs": header.attrs,
-                "node": self.files.node_name,
+                "node": self.files.node_name, "sha256": hashlib.sha256(encoded).hexdigest(),
             }
             try:
                 with self._lock:
@@ -179,7 +182,7 @@ class InstanceStore:
                 continue
             with self._lock, self.sessions.begin() as session:
                 added += index_instance(session, header, relpath, path.stat().st_size, late_policy=self.late_policy,
-                                        node=self.files.node_name)
+                                        node=self.files.node_name, sha256=_sha256_of(path))
         if added:
             log.info("re-indexed files found without an index row", extra={"count": added})
         return added
@@ -207,3 +210,11 @@ def _header_from_file(path: Path) -> InstanceHeader:
         affected_sop_instance=str(meta.MediaStorageSOPInstanceUID),
         transfer_syntax=str(meta.TransferSyntaxUID),
     )
+
+
+def _sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

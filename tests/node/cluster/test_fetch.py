@@ -5,6 +5,7 @@ other bytes than indexed fail the job for good, an owner that cannot be reached 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,9 +54,9 @@ def cluster(core, study_series, tmp_path: Path) -> Iterator[Cluster]:  # type: i
         ingest_part10(core.store, "TESTSCU", f.read_bytes(), sop_class=str(meta.MediaStorageSOPClassUID),
                       sop=str(meta.MediaStorageSOPInstanceUID), tsx=str(meta.TransferSyntaxUID), source="test")
     with core.sessions() as s:
-        rows = [IndexedFile(r.sop_instance_uid, r.study_uid, r.series_uid, r.path, r.size_bytes, r.node)
-                for r in s.scalars(select(Instance))]
+        rows = [IndexedFile.of(r) for r in s.scalars(select(Instance))]
     assert rows and {r.node for r in rows} == {"node-a"}
+    assert all(r.sha256 and len(r.sha256) == 64 for r in rows)  # taken at ingest
     app = create_app(core.sessions, core.files.root, lambda: True, auth=Authenticator(KEYS, {}))
     with serve(app) as base:
         url = f"{base}/dicom-web"
@@ -68,6 +69,7 @@ def test_missing_files_fetched_byte_identical_then_local(cluster: Cluster) -> No
     a_root = cluster.core.files.root  # type: ignore[attr-defined]
     for r in cluster.rows:
         assert (cluster.b_files.root / r.path).read_bytes() == (a_root / r.path).read_bytes()
+        assert hashlib.sha256((a_root / r.path).read_bytes()).hexdigest() == r.sha256
     assert list(cluster.b_files.incoming.iterdir()) == []  # no temp file left behind
     assert cluster.fetcher().ensure_local(cluster.rows) == 0  # already here: nothing fetched again
 
@@ -96,6 +98,12 @@ def test_refused_credentials_missing_instance_and_other_bytes_are_permanent(clus
     with pytest.raises(PermanentError, match="bytes, the index says"):
         cluster.fetcher().ensure_local([wrong_size])
     assert not (cluster.b_files.root / r.path).exists()  # nothing unchecked was kept
+    # Same size, same UID, other bytes (a flipped bit on the owner's disk or on the way)
+    other = IndexedFile(r.sop_instance_uid, r.study_uid, r.series_uid, r.path, r.size_bytes, "node-a",
+                        sha256="0" * 64)
+    with pytest.raises(PermanentError, match="SHA-256 mismatch"):
+        cluster.fetcher().ensure_local([other])
+    assert not (cluster.b_files.root / r.path).exists()
     elsewhere = IndexedFile(r.sop_instance_uid, r.study_uid, r.series_uid, "../../outside.dcm", r.size_bytes, "node-a")
     with pytest.raises(PermanentError, match="not the store's layout"):
         cluster.fetcher().ensure_local([elsewhere])

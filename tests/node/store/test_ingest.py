@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from pydicom import dcmread
@@ -21,6 +22,7 @@ def test_reconcile_indexes_orphan_files_and_drops_partials(core) -> None:
     with core.sessions() as s:
         inst = s.get(Instance, str(ds.SOPInstanceUID))
         assert inst is not None and inst.path == rel
+        assert inst.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
         assert s.scalar(select(Series.n_instances)) == 1
     assert list(core.files.incoming.iterdir()) == []
     assert core.store.reconcile() == 0  # idempotent
