@@ -168,6 +168,49 @@ def jobs(
                                  "series_uid", "reason"]))
 
 
+def rerun(
+    job_id: Annotated[int, typer.Argument(help="The job (see `lgenode jobs --state failed`).")],
+    config: ConfigOpt = None,
+    deliveries: Annotated[bool, typer.Option("--deliveries", help="Send the job's failed deliveries again instead of re-running the job.")] = False,
+    destination: Annotated[Optional[str], typer.Option(help="With --deliveries: only those to this destination.")] = None,
+) -> None:
+    """Run a failed job again, or send its failed deliveries again (--deliveries), once the cause is fixed."""
+    import getpass
+
+    from node.core import build_core
+    from node.db.models import Job
+    from node.job.rerun import NotRerunnable, rerun_job, resend_deliveries
+    from node.security import audit as A
+
+    if destination is not None and not deliveries:
+        typer.echo("error: --destination goes with --deliveries", err=True)
+        raise typer.Exit(2)
+    cfg = _load(config)
+    core = build_core(cfg)
+    who = f"cli:{getpass.getuser()}"
+    try:
+        with core.sessions.begin() as s:
+            if deliveries:
+                rows = resend_deliveries(s, job_id, who, destination)
+                done = f"job {job_id}: {len(rows)} failed deliveries back in the outbox (" + ", ".join(
+                    sorted({f"{d.kind} to {d.destination}" for d in rows})) + "); the running node sends them"
+            else:
+                job = rerun_job(s, job_id, who)
+                done = f"job {job_id} queued again ({job.reason}); the running node's workers take it"
+            job_row = s.get(Job, job_id)
+            assert job_row is not None  # both calls above raise LookupError otherwise
+            study, series_uid = job_row.study_uid, job_row.series_uid
+    except (LookupError, NotRerunnable) as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(1) from None
+    audit = A.open_audit(cfg)
+    audit.record(A.INSTANCES_ACCESSED, action="U", participants=[A.participant(who, requestor=True)],
+                 objects=[A.job(job_id, study_uid=study, series_uid=series_uid,
+                                action="resend" if deliveries else "rerun", destination=destination)])
+    audit.close()
+    typer.echo(done)
+
+
 def series(
     config: ConfigOpt = None,
     state: Annotated[Optional[str], typer.Option(help="Only series in this state (receiving, selected, ignored, result).")] = None,
@@ -363,6 +406,7 @@ def register(app: typer.Typer) -> None:
     app.command(help=send.__doc__)(send)
     app.command(help=echo.__doc__)(echo)
     app.command(help=jobs.__doc__)(jobs)
+    app.command(help=rerun.__doc__)(rerun)
     app.command(help=series.__doc__)(series)
     app.command(help=nodes.__doc__)(nodes)
     app.command(help=request.__doc__)(request)

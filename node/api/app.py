@@ -1,4 +1,5 @@
-"""FastAPI application: /health, /ready, /metrics, /api/jobs, /api/series, /api/inference-requests,
+"""FastAPI application: /health, /ready, /metrics, /api/jobs (with deliveries and re-runs), /api/series,
+/api/inference-requests,
 STOW-RS in (/dicom-web/studies), WADO-RS out (/dicom-web/studies/{study}/series/{series}[/instances/{sop}])."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from node.api.lookup import get_or_404
 from node.api.openapi import (JOB_EXAMPLE, REVIEW_EXAMPLE, SERIES_EXAMPLE, VALIDATION_422, errors,
                               json_example)
 from node.api.requests import requests_router
+from node.api.rerun import rerun_router
 from node.api.wado import wado_router
 from node.api.auth import Authenticator, AuthMiddleware, Principal, document_security
 from node.config import StowReceiveConfig
@@ -144,6 +146,7 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
     app.include_router(health_router(HealthSources(sessions, Path(store_root), scp_alive, min_free_mb, workers)))
     # Inference requests (node/api/requests.py): retrieve a study from a configured source.
     app.include_router(requests_router(sessions, sources, destinations, on_request))
+    app.include_router(rerun_router(sessions))
 
     stow = stow or StowReceiveConfig()
     if store is not None and stow.enabled:

@@ -10,8 +10,9 @@ Roles (``read``, ``review``, ``store``, ``request``, ``admin``) come from the ke
 ``/ready`` (and ``/metrics``, ``/docs`` when configured public) are open. GET needs ``read``,
 (WADO-RS out, ``GET /dicom-web/studies/.../series/...``, included), ``POST /api/jobs/{id}/review`` needs ``review``, ``POST /dicom-web/studies[/{study}]`` (STOW-RS
 in) needs ``store`` (a sending PACS gets that role and no other), ``POST /api/inference-requests``
-needs ``request``, anything else needs ``admin``
-(which may do everything). The verified identity is put in ``request.state.principal``: the review route
+needs ``request``, anything else needs ``admin`` (among them ``POST /api/jobs/{id}/rerun`` and
+``.../deliveries/rerun``: running a failed job again, re-sending failed deliveries), and ``admin``
+may do everything. The verified identity is put in ``request.state.principal``: the review route
 records it as the reviewer, whatever the request body says. Every decision is audited.
 """
 
@@ -54,7 +55,7 @@ ALWAYS_PUBLIC = frozenset({"/health", "/ready"})
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 _REVIEW_PATH = re.compile(r"^/api/jobs/[^/]+/review$")
 INFERENCE_REQUESTS_PATH = "/api/inference-requests"
-_JOB_PATH = re.compile(r"^/api/jobs/([^/]+)(/reviews)?$")
+_JOB_PATH = re.compile(r"^/api/jobs/([^/]+)(/reviews|/deliveries)?$")
 _STOW_PATH = re.compile(r"^/dicom-web/studies(/[^/]+)?/?$")
 _WADO_PATH = re.compile(r"^/dicom-web/studies/[^/]+/series/[^/]+(/instances/[^/]+)?/?$")
 

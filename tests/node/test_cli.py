@@ -155,3 +155,39 @@ def test_nodes_listing(core, tmp_path: Path) -> None:
     assert all(0 <= x["heartbeat_s_ago"] < 60 for x in rows)
     r = runner.invoke(app, ["nodes", "--config", str(cfg)])
     assert r.exit_code == 0 and "heartbeat_s_ago" in r.output and "node-b" in r.output
+
+
+def test_rerun_a_failed_job_and_its_failed_deliveries(core, tmp_path: Path) -> None:
+    from node.db.models import Delivery, Job, Series, utcnow
+
+    with core.sessions.begin() as s:
+        s.add(Series(series_uid="1.2.3.5", study_uid="1.2.3", state="selected"))
+        s.flush()
+        failed = Job(series_uid="1.2.3.5", study_uid="1.2.3", state="failed", attempts=3,
+                     reason="load: uneven spacing", next_attempt_at=utcnow())
+        s.add(failed)
+        s.flush()
+        s.add(Delivery(job_id=failed.id, destination="pacs", kind="sr", sop_instance_uid="1.2.9.1",
+                       sop_class_uid="1.2.840.10008.5.1.4.1.1.88.34", path="a/b/c.dcm", state="failed",
+                       attempts=5, last_error="connection refused", next_attempt_at=utcnow()))
+        jid = failed.id
+    audit = tmp_path / "audit.jsonl"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"dicom: {{allow_any_peer: true}}\ndatabase: {{url: '{core.cfg.database_url}'}}\n"
+                   f"storage: {{root: '{core.files.root}'}}\naudit: {{enabled: true, path: '{audit}'}}\n")
+    r = runner.invoke(app, ["rerun", str(jid), "--config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    assert f"job {jid} queued again (re-run by cli:" in r.output
+    r = runner.invoke(app, ["rerun", str(jid), "--config", str(cfg)])
+    assert r.exit_code == 1 and "is queued: only a failed job is run again" in r.output
+    r = runner.invoke(app, ["rerun", str(jid), "--deliveries", "--destination", "archive", "--config", str(cfg)])
+    assert r.exit_code == 1 and "no failed deliveries to 'archive'" in r.output
+    r = runner.invoke(app, ["rerun", str(jid), "--deliveries", "--config", str(cfg)])
+    assert r.exit_code == 0 and "1 failed deliveries back in the outbox (sr to pacs)" in r.output
+    assert runner.invoke(app, ["rerun", "999", "--config", str(cfg)]).exit_code == 1
+    with core.sessions() as s:
+        assert s.get(Job, jid).state == "queued"
+        assert s.query(Delivery).one().state == "pending"
+    recs = [json.loads(line) for line in audit.read_text().splitlines()]
+    actions = [r["ParticipantObjectIdentification"][0]["ParticipantObjectDetail"]["action"] for r in recs]
+    assert actions == ["rerun", "resend"] and recs[0]["ActiveParticipant"][0]["UserID"].startswith("cli:")

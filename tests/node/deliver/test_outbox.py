@@ -180,3 +180,53 @@ def test_cluster_node_sends_only_the_deliveries_whose_files_it_holds(node_config
     assert rows[outgoing[0].sop_instance_uid] == rows[outgoing[2].sop_instance_uid] == ("delivered", 1)
     got = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in received.iterdir()}
     assert got == {outgoing[0].sop_instance_uid, outgoing[2].sop_instance_uid}
+
+
+def test_given_up_deliveries_sent_again_by_an_admin_once_the_pacs_is_back(node_config, deliver_case,
+                                                                           tmp_path: Path) -> None:
+    """The PACS was down past max_attempts: the deliveries failed for good. The administrator
+    re-sends them through the API (POST /api/jobs/{id}/deliveries/rerun); the same objects arrive."""
+    from fastapi.testclient import TestClient
+
+    from node.api.app import create_app
+    from node.api.auth import Authenticator, sha256_hex
+    from node.config import NodeConfig
+    from node.core import build_core
+    from node.security.settings import AuthConfig
+
+    port = free_port()
+    dests = NodeConfig.model_validate({"dicom": {"allow_any_peer": True}, "destinations": [
+        {"type": "cstore", "name": "pacs", "host": "127.0.0.1", "port": port, "ae_title": "PACS"}]}).destinations
+    cfg = node_config().model_copy(update={"destinations": dests})
+    cfg = cfg.model_copy(update={"delivery": cfg.delivery.model_copy(update={"max_attempts": 1, "retry_backoff_seconds": 0})})
+    core = build_core(cfg)
+    job_id, outgoing = _queue_objects(core, deliver_case[1])
+    outbox = Outbox(core.sessions, core.files.root, cfg)
+    outbox.enqueue(job_id, outgoing)
+    assert outbox.run_due() == 0
+    key = "admin-key-0123456789abcdef"
+    auth = Authenticator(AuthConfig.model_validate(
+        {"api_keys": [{"name": "it-admin", "key_sha256": sha256_hex(key), "roles": ["admin"]}]}))
+    api = TestClient(create_app(core.sessions, core.files.root, lambda: True, auth=auth),
+                     headers={"X-API-Key": key})
+    listed = api.get(f"/api/jobs/{job_id}/deliveries").json()
+    assert {(d["state"], d["attempts"]) for d in listed} == {("failed", 1)} and all(d["last_error"] for d in listed)
+
+    received = tmp_path / "pacs"
+    pacs = _storescp(port, received)
+    try:
+        r = api.post(f"/api/jobs/{job_id}/deliveries/rerun", params={"destination": "pacs"})
+        assert r.status_code == 200, r.text
+        assert {d["state"] for d in r.json()["deliveries"]} == {"pending"}
+        assert all(d["last_error"].startswith("re-sent by it-admin after: ") for d in r.json()["deliveries"])
+        assert outbox.run_due() == 3
+    finally:
+        pacs.terminate()
+        pacs.wait(timeout=10)
+    with core.sessions() as s:
+        rows = list(s.scalars(select(Delivery)))
+    assert {(r.state, r.attempts) for r in rows} == {("delivered", 1)}
+    got = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in received.iterdir()}
+    assert got == {o.sop_instance_uid for o in outgoing}
+    # nothing left to re-send
+    assert api.post(f"/api/jobs/{job_id}/deliveries/rerun").status_code == 409
