@@ -2,12 +2,13 @@
 
 Each instance row names the node whose storage.root holds its file (``Instance.node``). Before a
 job reads a series, every file that is missing locally and held by another node is retrieved
-from that node's ``/dicom-web/studies/{study}/series/{series}/instances/{sop}`` (node/api/wado.py)
-as the stored Part 10 bytes, checked against the index (size, SHA-256 of the bytes the owner
-stored, SOP Instance UID) and written
-durably to the same relative path under this node's storage.root (temp file, fsync, rename:
-`FileStore.write`). The copy is a cache: the index row keeps naming its owner, and retention may
-delete it (node/store/retention.py).
+from that node (node/api/wado.py) as the stored Part 10 bytes: a series' files in one request
+(``/dicom-web/studies/{study}/series/{series}``, parts matched by SOP Instance UID), a lone file
+or one the series answer lacked by ``.../instances/{sop}``. Each is checked against the index
+(size, SHA-256 of the bytes the owner stored, SOP Instance UID) and written durably to the same
+relative path under this node's storage.root (temp file, fsync, rename: `FileStore.write`). The
+copy is a cache: the index row keeps naming its owner, and retention may delete it
+(node/store/retention.py).
 
 Failures: the owner cannot be reached (connection refused, timeout, HTTP 5xx/429) ->
 `PeerUnavailable`, an ordinary exception, so the job is retried with back-off; the owner never
@@ -100,12 +101,15 @@ class PeerFetcher:
                                      "which has never announced itself in the nodes table (is it running with "
                                      "cluster.enabled?)")
             urls[name] = found
-        total = 0
+        groups: dict[tuple[str, str, str], list[IndexedFile]] = {}
         for r in todo:
             assert r.node is not None
-            url, beat = urls[r.node]
+            groups.setdefault((r.node, r.study_uid, r.series_uid), []).append(r)
+        total = 0
+        for (owner, _, _), rows in groups.items():
+            url, beat = urls[owner]
             try:
-                total += self._fetch_one(r, r.node, url)
+                total += self._fetch_series(rows, owner, url) if len(rows) > 1 else self._fetch_one(rows[0], owner, url)
             except PeerUnavailable as exc:
                 # The heartbeat tells the operator whether the node is down or just unreachable from here.
                 age = (utcnow() - beat).total_seconds()
@@ -114,16 +118,11 @@ class PeerFetcher:
             "count": len(todo), "bytes": total, "nodes": sorted(urls), "seconds": round(time.perf_counter() - t0, 3)})
         return len(todo)
 
-    def _fetch_one(self, r: IndexedFile, owner: str, base: str) -> int:
-        url = f"{base}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_instance_uid}"
-        what = f"instance {r.sop_instance_uid} from node {owner!r} ({base})"
-        # The index row's path is written where the store's layout puts it, nowhere else.
-        if r.path != self.files.relpath_for(r.study_uid, r.series_uid, r.sop_instance_uid):
-            raise PermanentError(f"fetching {what}: indexed path {r.path!r} is not the store's layout")
+    def _get(self, base: str, url: str, what: str) -> list[bytes]:
         try:
             # Accept multipart/related; type="*/*": the parts come back as the stored bytes,
             # not re-encoded (the node serves its Part 10 files as they are).
-            parts = self._client(base).retrieve_bulkdata(url)
+            return list(self._client(base).retrieve_bulkdata(url))
         except requests.HTTPError as exc:
             code = exc.response.status_code if exc.response is not None else 0
             if code >= 500 or code == 429:
@@ -133,20 +132,54 @@ class PeerFetcher:
             raise PermanentError(f"fetching {what}: HTTP {code}{hint}") from None
         except requests.RequestException as exc:
             raise PeerUnavailable(f"fetching {what}: node unreachable: {type(exc).__name__}") from None
+
+    def _fetch_series(self, rows: list[IndexedFile], owner: str, base: str) -> int:
+        """One request for the series (a round trip per instance was most of the time); the parts
+        are matched to the rows by SOP Instance UID, and any row the answer lacks is asked for alone."""
+        r0 = rows[0]
+        what = f"series {r0.series_uid} from node {owner!r} ({base})"
+        for r in rows:
+            self._check_path(r, what)
+        wanted = {r.sop_instance_uid: r for r in rows}
+        total = 0
+        for data in self._get(base, f"{base}/studies/{r0.study_uid}/series/{r0.series_uid}", what):
+            r = wanted.pop(self._sop_of(data, what), None)
+            if r is not None:  # parts this node already has, or did not ask for, are dropped
+                total += self._check_and_write(r, data, f"instance {r.sop_instance_uid} of {what}")
+        for r in wanted.values():
+            total += self._fetch_one(r, owner, base)
+        return total
+
+    def _fetch_one(self, r: IndexedFile, owner: str, base: str) -> int:
+        url = f"{base}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_instance_uid}"
+        what = f"instance {r.sop_instance_uid} from node {owner!r} ({base})"
+        self._check_path(r, what)
+        parts = self._get(base, url, what)
         if len(parts) != 1:
             raise PermanentError(f"fetching {what}: {len(parts)} parts in the answer, expected 1")
-        data = parts[0]
+        sop = self._sop_of(parts[0], what)
+        if sop != r.sop_instance_uid:
+            raise PermanentError(f"fetching {what}: the answer holds instance {sop}")
+        return self._check_and_write(r, parts[0], what)
+
+    def _check_path(self, r: IndexedFile, what: str) -> None:
+        # The index row's path is written where the store's layout puts it, nowhere else.
+        if r.path != self.files.relpath_for(r.study_uid, r.series_uid, r.sop_instance_uid):
+            raise PermanentError(f"fetching {what}: indexed path {r.path!r} is not the store's layout")
+
+    @staticmethod
+    def _sop_of(data: bytes, what: str) -> str:
+        try:
+            return str(dcmread(BytesIO(data), stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID)
+        except Exception as exc:
+            raise PermanentError(f"fetching {what}: not a DICOM Part 10 file: {type(exc).__name__}") from None
+
+    def _check_and_write(self, r: IndexedFile, data: bytes, what: str) -> int:
         if len(data) != r.size_bytes:
             raise PermanentError(f"fetching {what}: {len(data)} bytes, the index says {r.size_bytes}")
         if r.sha256 is not None and hashlib.sha256(data).hexdigest() != r.sha256:
             raise PermanentError(f"fetching {what}: the bytes differ from those the owner stored "
                                  f"(SHA-256 mismatch; the owner's file or the transfer is corrupt)")
-        try:
-            sop = str(dcmread(BytesIO(data), stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID)
-        except Exception as exc:
-            raise PermanentError(f"fetching {what}: not a DICOM Part 10 file: {type(exc).__name__}") from None
-        if sop != r.sop_instance_uid:
-            raise PermanentError(f"fetching {what}: the answer holds instance {sop}")
         self.files.write(r.path, data)  # temp + fsync + rename; a concurrent copy already there is kept
         metrics.PEER_FETCHED_BYTES.inc(len(data))
         return len(data)

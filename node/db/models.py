@@ -162,7 +162,7 @@ class RequestState:
 
     QUEUED = "queued"
     QUERYING = "querying"  # QIDO-RS: which series and instances the source holds
-    RETRIEVING = "retrieving"  # WADO-RS, instance by instance, into the store
+    RETRIEVING = "retrieving"  # WADO-RS (a series per request) or C-GET, into the store
     STORED = "stored"  # every instance stored; waiting for series completion and selection
     PROCESSING = "processing"  # jobs exist for the selected series
     DONE = "done"

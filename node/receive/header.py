@@ -30,7 +30,8 @@ STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_INVALID_UID = 0xC001  # our sub-code in the "cannot understand" range
 
 _SERIES_KEYS = ("Modality", "SeriesDescription", "ProtocolName", "SequenceName", "SeriesNumber")
-_IMAGE_KEYS = ("InstanceNumber", "Rows", "Columns", "NumberOfFrames", "FrameOfReferenceUID")
+_IMAGE_KEYS = ("InstanceNumber", "Rows", "Columns", "NumberOfFrames", "FrameOfReferenceUID", "SamplesPerPixel",
+               "BitsAllocated")
 
 
 class Refusal(Exception):
@@ -74,7 +75,8 @@ _WANTED = [
 _CHARSET_TAG = 0x00080005
 _KEYWORDS: dict[int, str] = {int(tag_for_keyword(k)): k for k in _WANTED}  # type: ignore[arg-type]
 _WANTED_TAGS = frozenset([_CHARSET_TAG, *_KEYWORDS])
-_PIXEL_TAGS = frozenset([0x7FE00010, 0x7FE00008, 0x7FE00009])  # Pixel Data, Float, Double Float
+_PIXEL_DATA_TAG = 0x7FE00010
+_PIXEL_TAGS = frozenset([_PIXEL_DATA_TAG, 0x7FE00008, 0x7FE00009])  # Pixel Data, Float, Double Float
 _SEQ_DELIMITER_LE = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _SEQ_DELIMITER_BE = b"\xff\xfe\xe0\xdd\x00\x00\x00\x00"
 # Values longer than this are skipped (seek), not read: only the length is checked.
@@ -102,20 +104,21 @@ def _check_vr_encoding(data: bytes, implicit: bool) -> None:
                                                  "transfer syntax is implicit VR (transfer syntax mismatch)")
 
 
-def _walk(data: bytes, implicit: bool, little: bool) -> tuple[dict[int, Any], bool]:
+def _walk(data: bytes, implicit: bool, little: bool) -> tuple[dict[int, Any], bool, int | None]:
     """Walk every top-level element once, reading values only for ``_WANTED_TAGS``.
 
     Each element must lie wholly inside what was received: a declared length past the end,
     an undefined-length value without its delimiter, or an element header cut short is a
     truncated transfer and refused. (pydicom's readers tolerate these, with a warning, so
-    the check cannot be left to them.) Returns the wanted raw elements and whether the
-    dataset has pixel data.
+    the check cannot be left to them.) Returns the wanted raw elements, whether the dataset has
+    pixel data, and the length of native (not encapsulated) Pixel Data.
     """
     delimiter = _SEQ_DELIMITER_LE if little else _SEQ_DELIMITER_BE
     total = len(data)
     fp = BytesIO(data)
     wanted: dict[int, Any] = {}
     has_pixels = False
+    native_pixel_bytes: int | None = None
     end = 0  # where the last complete element ended
     try:
         for elem in data_element_generator(fp, implicit, little, defer_size=_DEFER_BYTES):
@@ -135,6 +138,8 @@ def _walk(data: bytes, implicit: bool, little: bool) -> tuple[dict[int, Any], bo
                 wanted[tag] = elem
             elif tag in _PIXEL_TAGS:
                 has_pixels = True
+                if tag == _PIXEL_DATA_TAG and getattr(elem, "length", 0xFFFFFFFF) != 0xFFFFFFFF:
+                    native_pixel_bytes = int(elem.length)
     except Refusal:
         raise
     except Exception as exc:  # struct.error, EOFError, ValueError...: malformed or cut short
@@ -142,7 +147,22 @@ def _walk(data: bytes, implicit: bool, little: bool) -> tuple[dict[int, Any], bo
     if end != total:
         # The generator stops quietly on a partial element header (1-11 bytes left).
         raise Refusal(STATUS_CANNOT_UNDERSTAND, f"dataset ends inside an element header at byte {end} of {total}")
-    return wanted, has_pixels
+    return wanted, has_pixels, native_pixel_bytes
+
+
+def _native_pixel_bytes_needed(elems: dict[str, Any]) -> int | None:
+    """Bytes that native Pixel Data must hold for Rows x Columns x Samples x Frames at
+    BitsAllocated (None when an attribute is missing or unusable: nothing to check against)."""
+    try:
+        rows, cols = int(elems["Rows"].value), int(elems["Columns"].value)
+        bits = int(elems["BitsAllocated"].value)
+        spp = int(elems["SamplesPerPixel"].value) if "SamplesPerPixel" in elems else 1
+        frames = int(elems["NumberOfFrames"].value) if "NumberOfFrames" in elems else 1
+    except (KeyError, TypeError, ValueError):
+        return None
+    if min(rows, cols, bits, spp, frames) <= 0:
+        return None
+    return -(-rows * cols * spp * frames * bits // 8)  # ceil: 1-bit data is packed
 
 
 _UID_KEYS = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID")
@@ -187,7 +207,7 @@ def parse_header(encoded_with_meta: bytes, *, affected_sop_class: str, affected_
         except zlib.error as exc:
             raise Refusal(STATUS_CANNOT_UNDERSTAND, f"deflated dataset could not be inflated: {exc}") from None
     _check_vr_encoding(data, tsx.is_implicit_VR)
-    raw, has_pixels = _walk(data, tsx.is_implicit_VR, tsx.is_little_endian)
+    raw, has_pixels, native_pixel_bytes = _walk(data, tsx.is_implicit_VR, tsx.is_little_endian)
     raw_uids = {_KEYWORDS[tag]: r for tag, r in raw.items() if _KEYWORDS.get(tag) in _UID_KEYS}
     for name, r in raw_uids.items():
         if r.value is None and r.length:  # not read by the walk: far longer than any UID
@@ -223,6 +243,15 @@ def parse_header(encoded_with_meta: bytes, *, affected_sop_class: str, affected_
         # Pixel Data is mandatory for these classes; its absence means the transfer was cut
         # at an element boundary (or the object is not what its SOP class says).
         raise Refusal(STATUS_DATASET_MISMATCH, "image without Pixel Data (truncated, or wrong SOP class)")
+    if native_pixel_bytes is not None and not tsx.is_encapsulated:
+        # Complete elements can still hold too few pixels: an image cut short and then
+        # re-encoded (a truncated multipart part read by a tolerant parser) has consistent
+        # element lengths. No reader could use it.
+        needed = _native_pixel_bytes_needed(elems)
+        if needed is not None and native_pixel_bytes < needed:
+            raise Refusal(STATUS_CANNOT_UNDERSTAND, f"Pixel Data holds {native_pixel_bytes} bytes; Rows, Columns, "
+                                                     f"SamplesPerPixel, NumberOfFrames and BitsAllocated need {needed} "
+                                                     "(truncated)")
 
     attrs: dict[str, Any] = {}
     try:

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,8 @@ from node.retrieve.common import LEASE, PROGRESS_EVERY, Permanent, Unreachable, 
 from node.store.ingest import InstanceStore
 
 log = logging.getLogger(__name__)
+
+STORE_THREADS = 4  # parallel stores of a streamed series (their fsyncs overlap)
 
 STUDY_UID, SERIES_UID, SOP_UID = "0020000D", "0020000E", "00080018"
 
@@ -202,30 +206,91 @@ class RequestRunner:
 
     def _fetch(self, client: DICOMwebClient, rid: int, study: str, plan: Iterable[tuple[str, str]],
                source: str) -> None:
-        """WADO-RS each instance of ``plan`` not yet indexed and store it."""
+        """WADO-RS the instances of ``plan`` not yet indexed and store them: a series with several
+        missing instances in one streamed request (a round trip per instance was most of the time;
+        the parts are stored as they arrive, so an interrupted stream keeps what came), a lone
+        instance, or one the series answer lacked or that was refused from the stream, by itself.
+        (A stream cut short can end without an error, its last part truncated: `parse_header`
+        refuses too few pixels, and the instance is asked for again.)"""
         plan = list(plan)
         with self.sessions() as s:
             indexed = set(s.scalars(select(Instance.sop_instance_uid).where(Instance.study_uid == study)))
         todo = [(se, sop) for se, sop in plan if sop not in indexed]
         already = len(plan) - len(todo)
-        done, stored_new = already, 0
-        self._set(rid, instances_retrieved=done, instances_already_stored=already)
-        for i, (se, sop) in enumerate(todo, 1):
-            try:
-                ds = client.retrieve_instance(study, se, sop)
-            except requests.RequestException as exc:
-                self._set(rid, instances_retrieved=done)
-                err = _http_error(exc, f"WADO-RS instance {sop} from source {source!r}")
-                if isinstance(err, Unreachable) and stored_new:
-                    raise Unreachable(str(err), progressed=True) from None  # the next attempt continues
-                raise err from None
+        progress = {"done": already, "new": 0}
+        lock = threading.Lock()
+        self._set(rid, instances_retrieved=already, instances_already_stored=already)
+
+        def store(ds: pydicom.Dataset, sop: str) -> None:
             data, sop_class, tsx = encode_part10(ds)
             ingest_part10(self.store, self.owner, data, sop_class=sop_class, sop=sop, tsx=tsx, source=source)
-            done += 1
-            stored_new += 1
-            if i % PROGRESS_EVERY == 0:
+            with lock:
+                progress["done"] += 1
+                progress["new"] += 1
+                report = progress["new"] % PROGRESS_EVERY == 0
+                done = progress["done"]
+            if report:
                 self._set(rid, instances_retrieved=done, next_attempt_at=utcnow() + LEASE)
-        self._set(rid, instances_retrieved=done)
+
+        def failed(exc: requests.RequestException, what: str) -> Exception:
+            self._set(rid, instances_retrieved=progress["done"])
+            err = _http_error(exc, f"WADO-RS {what} from source {source!r}")
+            if isinstance(err, Unreachable) and progress["new"]:
+                return Unreachable(str(err), progressed=True)  # the next attempt continues
+            return err
+
+        by_series: dict[str, list[str]] = {}
+        for se, sop in todo:
+            by_series.setdefault(se, []).append(sop)
+        for se, sops in by_series.items():
+            missing = set(sops)
+            if len(sops) > 1:
+                # Parts are stored by a few threads while the stream goes on: each store waits
+                # on two fsyncs, which overlap across threads (the store's locks allow it).
+                pending: dict[Future[None], str] = {}
+                with ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="retrieve-store") as pool:
+                    try:
+                        for ds in client.iter_series(study, se):
+                            sop = str(ds.SOPInstanceUID)
+                            if sop not in missing or sop in pending.values():
+                                continue  # stored meanwhile, not planned, or sent twice
+                            pending[pool.submit(store, ds, sop)] = sop
+                            if len(pending) >= 2 * STORE_THREADS:  # bounded memory
+                                self._settle(pending, missing, rid, block_one=True)
+                    except requests.RequestException as exc:
+                        self._settle(pending, missing, rid)
+                        raise failed(exc, f"series {se}") from None
+                    self._settle(pending, missing, rid)
+            for sop in sorted(missing):
+                try:
+                    ds = client.retrieve_instance(study, se, sop)
+                except requests.RequestException as exc:
+                    raise failed(exc, f"instance {sop}") from None
+                store(ds, sop)
+        self._set(rid, instances_retrieved=progress["done"])
+
+    @staticmethod
+    def _settle(pending: dict[Future[None], str], missing: set[str], rid: int, *, block_one: bool = False) -> None:
+        """Collect finished stores (with ``block_one``, wait for at least one; else for all): a
+        stored instance leaves ``missing``; a refused one stays there, to be asked for alone
+        (dicomweb-client yields the last part of a stream cut short as it is, so a refusal from
+        the stream may be the transfer's fault); any other error is raised once all are done."""
+        done, _ = wait(list(pending), return_when=FIRST_COMPLETED if block_one else ALL_COMPLETED)
+        error: BaseException | None = None
+        for fut in done:
+            sop = pending.pop(fut)
+            exc = fut.exception()
+            if exc is None:
+                missing.discard(sop)
+            elif isinstance(exc, Permanent):
+                log.warning("streamed instance refused; retrieving it alone",
+                            extra={"request_id": rid, "reason": str(exc)[:300]})
+            elif error is None:
+                error = exc
+        if error is not None:
+            if pending:
+                wait(list(pending))
+            raise error
 
     def _retry_or_fail(self, rid: int, src: SourceConfig, attempts: int, error: str) -> None:
         if attempts >= src.max_attempts:

@@ -126,3 +126,39 @@ def test_announce_refreshes_heartbeat_and_url(cluster: Cluster) -> None:
     url, beat = node_url(sessions, "node-a")  # type: ignore[misc]
     assert url == "http://10.0.0.1:8080/dicom-web" and beat > first[1]
     assert node_url(sessions, "node-z") is None
+
+
+def test_a_series_comes_in_one_request_and_a_row_the_answer_lacks_is_asked_for_alone(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    urls: list[str] = []
+    real_get = PeerFetcher._get
+
+    def counting(self, base, url, what):  # type: ignore[no-untyped-def]
+        urls.append(url)
+        return real_get(self, base, url, what)
+
+    monkeypatch.setattr(PeerFetcher, "_get", counting)
+    assert cluster.fetcher().ensure_local(cluster.rows) == len(cluster.rows)
+    assert len(urls) == 1 and urls[0].endswith(f"/series/{cluster.rows[0].series_uid}")
+
+    # A row whose instance the owner no longer has: the series answer lacks it, it is asked for
+    # alone (404) and the job fails for good; the rows that came are checked and kept.
+    urls.clear()
+    r = cluster.rows[0]
+    gone_uid = "1.2.826.0.1.3680043.8.498.999"
+    gone = IndexedFile(gone_uid, r.study_uid, r.series_uid, cluster.b_files.relpath_for(r.study_uid, r.series_uid, gone_uid),
+                       10, "node-a")
+    for x in cluster.rows[:3]:
+        (cluster.b_files.root / x.path).unlink()
+    with pytest.raises(PermanentError, match=r"HTTP 404 \(the owner no longer holds it\)"):
+        cluster.fetcher().ensure_local([*cluster.rows[:3], gone])
+    assert len(urls) == 2 and urls[1].endswith(f"/instances/{gone_uid}")
+    assert all((cluster.b_files.root / x.path).exists() for x in cluster.rows[:3])
+
+
+def test_a_corrupt_part_in_a_series_answer_fails_the_job(cluster: Cluster) -> None:
+    rows = [IndexedFile(r.sop_instance_uid, r.study_uid, r.series_uid, r.path, r.size_bytes, "node-a",
+                        "f" * 64 if i == 1 else r.sha256) for i, r in enumerate(cluster.rows)]
+    with pytest.raises(PermanentError, match=f"instance {rows[1].sop_instance_uid} of series .*SHA-256 mismatch"):
+        cluster.fetcher().ensure_local(rows)
+    assert not (cluster.b_files.root / rows[1].path).exists()

@@ -122,3 +122,21 @@ def test_image_without_pixel_data_refused() -> None:
     with pytest.raises(Refusal) as exc:
         parse_header(data, **_kwargs(data))
     assert exc.value.status == STATUS_DATASET_MISMATCH
+
+
+def test_too_few_native_pixels_refused_even_with_consistent_element_lengths() -> None:
+    """A truncated image re-encoded by a tolerant reader: every element complete, the pixels short."""
+    ds = dcmread(get_testdata_file("MR_small.dcm"))
+    full = len(ds.PixelData)
+    ds.PixelData = ds.PixelData[: full // 3 * 2]
+    data = _encoded(ds)
+    with pytest.raises(Refusal, match=rf"Pixel Data holds {full // 3 * 2} bytes; .* need {full} \(truncated\)") as exc:
+        parse_header(data, **_kwargs(data))
+    assert exc.value.status == STATUS_CANNOT_UNDERSTAND
+
+
+@pytest.mark.parametrize("name", ["MR_small.dcm", "CT_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm",
+                                  "SC_rgb_small_odd.dcm", "liver_1frame.dcm"])
+def test_complete_native_images_pass_the_pixel_length_check(name: str) -> None:
+    data = open(get_testdata_file(name), "rb").read()
+    parse_header(data, **_kwargs(data))

@@ -290,3 +290,71 @@ def test_source_going_down_mid_retrieval_is_retried_and_continues(node_config, t
         core.engine.dispose()
     finally:
         orthanc.stop()
+
+
+class _CuttingProxy:
+    """A loopback HTTP proxy in front of the real Orthanc that, for series-level WADO-RS, sends
+    the first ``keep`` bytes of Orthanc's answer and closes the connection (no Content-Length, so
+    the client sees an ordinary end of body): a stream cut short without any error."""
+
+    def __init__(self, upstream: str, keep: int) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept",)}
+                up = http.get(upstream + self.path, headers=headers, timeout=30)
+                body = up.content
+                path = self.path.split("?")[0].rstrip("/")
+                series_level = "/series/" in path and path.rsplit("/", 2)[-2] == "series"
+                if series_level:
+                    proxy.cut += 1
+                    body = body[:keep]
+                self.send_response(up.status_code)
+                self.send_header("Content-Type", up.headers.get("Content-Type", "application/octet-stream"))
+                if not series_level:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.cut = 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_series_stream_cut_short_stores_no_truncated_image(node_config, orthanc, study_series) -> None:  # type: ignore[no-untyped-def]
+    """The series comes in one streamed WADO-RS answer; cut in the middle of an image, the
+    complete parts are stored, the truncated one is refused and asked for alone with the rest."""
+    lge = sorted(study_series["lge"].glob("*.dcm"))
+    upload(orthanc, lge)
+    study, series = study_of(lge)
+    size = sum(f.stat().st_size for f in lge)
+    proxy = _CuttingProxy(orthanc.url, keep=int(size * 0.45))  # mid-image (the parts are ~equal)
+    try:
+        core, runner = runner_for(node_config, proxy.url + "/dicom-web")
+        rid = queue(core, study, series_uids=[series])
+        assert runner.run_due() == 1
+        r = record(core, rid)
+        assert proxy.cut == 1
+        assert r.state == "stored", r.reason
+        assert r.instances_retrieved == len(lge) and r.instances_already_stored == 0
+        for f in lge:
+            sent = pydicom.dcmread(f)
+            stored = pydicom.dcmread(core.files.root / core.files.relpath_for(study, series, str(sent.SOPInstanceUID)))
+            assert stored.PixelData == sent.PixelData
+        core.engine.dispose()
+    finally:
+        proxy.close()
