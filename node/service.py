@@ -170,7 +170,8 @@ class NodeService:
                          auth=self.authenticator, audit=self.audit,
                          store=self.core.store, stow=self.cfg.api.stow,
                          sources=[x.name for x in self.cfg.sources],
-                         destinations=[d.name for d in self.cfg.destinations], on_request=self._request_queued)
+                         destinations=[d.name for d in self.cfg.destinations], on_request=self._request_queued,
+                         cluster_heartbeat_s=self.cfg.cluster.heartbeat_seconds if self.cfg.cluster.enabled else None)
         # log_config=None: uvicorn's errors go to our handler (JSON, one line each), not its own text one.
         config = uvicorn.Config(app, host=self.cfg.api.host, port=self.cfg.api.port, log_level="warning",
                                 access_log=False, log_config=None,

@@ -133,7 +133,7 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
                auth: Authenticator | None = None, audit: A.AuditLog | None = None,
                store: InstanceStore | None = None, stow: StowReceiveConfig | None = None,
                sources: Collection[str] = (), destinations: Collection[str] = (),
-               on_request: Callable[[], None] | None = None) -> FastAPI:
+               on_request: Callable[[], None] | None = None, cluster_heartbeat_s: float | None = None) -> FastAPI:
     """The API. ``auth`` None: authentication required and no credentials configured, so every
     endpoint but /health and /ready answers 401 (secure by default). With ``store``, STOW-RS in
     (node/receive/stow.py) unless ``stow.enabled`` is false. WADO-RS out (node/api/wado.py) always."""
@@ -143,7 +143,8 @@ def create_app(sessions: sessionmaker[Session], store_root: Any, scp_alive: Call
     document_security(app)
 
     # Liveness and readiness (node/api/health.py): public, they report states, not data.
-    app.include_router(health_router(HealthSources(sessions, Path(store_root), scp_alive, min_free_mb, workers)))
+    app.include_router(health_router(HealthSources(sessions, Path(store_root), scp_alive, min_free_mb, workers,
+                                                   cluster_heartbeat_s)))
     # Inference requests (node/api/requests.py): retrieve a study from a configured source.
     app.include_router(requests_router(sessions, sources, destinations, on_request))
     app.include_router(rerun_router(sessions))

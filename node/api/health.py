@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import node
 from node import metrics
-from node.db.models import Delivery, DeliveryState, utcnow
+from node.db.models import ClusterNode, Delivery, DeliveryState, utcnow
 
 # A delivery that failed for good this recently still makes /health "degraded".
 FAILED_DELIVERY_WINDOW = timedelta(hours=24)
@@ -40,6 +40,12 @@ class HealthSources:
     min_free_mb: int = 0
     # (alive, configured) job worker threads; None: no workers in this process.
     workers: Callable[[], tuple[int, int]] | None = None
+    # cluster.heartbeat_seconds when several nodes keep their own files (None: no cluster)
+    cluster_heartbeat_s: float | None = None
+
+
+# A node whose heartbeat is this many intervals old is taken to be gone.
+STALE_HEARTBEATS = 3
 
 
 def _checks(src: HealthSources) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
@@ -103,8 +109,32 @@ def _checks(src: HealthSources) -> tuple[dict[str, Any], list[str], list[str], l
         checks["deliveries"] = {"retrying": retrying, "failed_24h": failed}
         if retrying or failed:
             degraded.append(f"deliveries failing: {retrying} waiting for a retry, {failed} given up in the last 24 h "
-                            "(see `lgenode jobs`)")
+                            "(see `lgenode jobs`; once fixed, `lgenode rerun JOB --deliveries`)")
+        if src.cluster_heartbeat_s is not None:
+            _cluster_check(src, src.cluster_heartbeat_s, checks, degraded)
     return checks, down, unready, degraded
+
+
+def _cluster_check(src: HealthSources, heartbeat_s: float, checks: dict[str, Any], degraded: list[str]) -> None:
+    """Nodes that stopped announcing themselves while results only they can send wait (each node
+    sends the deliveries whose files are on its own disk)."""
+    now = utcnow()
+    with src.sessions() as s:
+        nodes = list(s.execute(select(ClusterNode.name, ClusterNode.updated_at)))
+        waiting = dict(s.execute(select(Delivery.node, func.count()).where(
+            Delivery.state == DeliveryState.PENDING).group_by(Delivery.node)).all())
+    stale = []
+    for name, seen in nodes:
+        age = (now - seen).total_seconds()
+        if age > STALE_HEARTBEATS * heartbeat_s:
+            stale.append({"name": name, "seconds_since_heartbeat": round(age),
+                          "pending_deliveries": int(waiting.get(name, 0))})
+    checks["cluster"] = {"nodes": len(nodes), "stale": stale}
+    for n in stale:
+        if n["pending_deliveries"]:
+            degraded.append(f"cluster node {n['name']!r} last seen {n['seconds_since_heartbeat']} s ago holds "
+                            f"{n['pending_deliveries']} undelivered result object(s) that only it can send "
+                            "(start it again; `lgenode nodes`)")
 
 
 _CHECKS_EXAMPLE = {"database": "ok", "dicom_scp": "ok", "storage_free_bytes": 52_613_349_376,

@@ -142,3 +142,34 @@ def _broken_sessions(tmp_path):  # type: ignore[no-untyped-def]
 
     (tmp_path / "db-is-a-folder").mkdir()
     return session_factory(make_engine(f"sqlite:///{tmp_path / 'db-is-a-folder'}"))
+
+
+def test_health_names_a_gone_cluster_node_that_holds_undelivered_results(core) -> None:
+    from datetime import timedelta
+
+    from node.cluster.nodes import announce
+    from node.db.models import ClusterNode, Delivery
+
+    announce(core.sessions, "node-a", "http://127.0.0.1:1/dicom-web", starting=True)
+    announce(core.sessions, "node-b", "http://127.0.0.1:2/dicom-web", starting=True)
+    with core.sessions.begin() as s:
+        s.get(ClusterNode, "node-b").updated_at = utcnow() - timedelta(seconds=400)  # gone ~7 min ago
+        s.add(Series(series_uid="1.2.3.5", study_uid="1.2.3", state="selected"))
+        s.flush()
+        job = Job(series_uid="1.2.3.5", study_uid="1.2.3", state="done", next_attempt_at=utcnow())
+        s.add(job)
+        s.flush()
+        s.add(Delivery(job_id=job.id, destination="pacs", kind="seg", sop_instance_uid="1.2.3.9", sop_class_uid="1.2",
+                       path="x", attempts=0, next_attempt_at=utcnow(), node="node-b"))
+    client = TestClient(create_app(core.sessions, core.files.root, lambda: True, cluster_heartbeat_s=30))
+    body = client.get("/health").json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["cluster"] == {"nodes": 2, "stale": [
+        {"name": "node-b", "seconds_since_heartbeat": body["checks"]["cluster"]["stale"][0]["seconds_since_heartbeat"],
+         "pending_deliveries": 1}]}
+    assert 399 <= body["checks"]["cluster"]["stale"][0]["seconds_since_heartbeat"] <= 460
+    assert any("cluster node 'node-b' last seen" in why and "1 undelivered result object(s)" in why
+               for why in body["reasons"])
+    # without a cluster the check is absent
+    assert "cluster" not in TestClient(create_app(core.sessions, core.files.root, lambda: True)).get(
+        "/health").json()["checks"]
