@@ -364,6 +364,42 @@ def cv_report_cmd(
     _echo_summary(summary, out)
 
 
+def regression_spec_cmd(
+    weights: Path = typer.Argument(..., help="Weights folder whose model.json gets the `regression` block."),
+    fold: int = typer.Option(0, "--fold", help="Check on this fold's validation cases (EMIDEC and MyoPS) of --folds."),
+    folds: Path | None = typer.Option(None, "--folds", help=FOLDS_HELP),
+    data_dir: str | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    dice_margin: float = typer.Option(0.03, "--dice-margin", min=0, help="Floor = measured Dice minus this."),
+    ccc_margin: float = typer.Option(0.05, "--ccc-margin", min=0, help="Floor = measured infarct % CCC minus this."),
+) -> None:
+    """Measure the weights on a fold's cases (every runtime they ship) and write the CI regression floors into model.json."""
+    import json
+    import tempfile
+
+    from pipeline.datasets import folds as F
+    from pipeline.evaluate.regression import spec_from
+    from pipeline.evaluate.run import evaluate
+
+    doc_path = weights / "model.json"
+    if not doc_path.exists():
+        raise typer.BadParameter(f"{doc_path} not found", param_hint="WEIGHTS")
+    info = json.loads(doc_path.read_text())
+    runtimes = ["onnx"] + (["onnx-int8"] if info.get("int8") else [])
+    folds_doc = F.load_folds(folds or F.DEFAULT_FOLDS_FILE)
+    cases = {fmt: F.validation_ids(folds_doc, fold, fmt) for fmt in ("emidec-png", "myops-nifti")}
+    measured: dict[str, dict[str, dict[str, object]]] = {}
+    with tempfile.TemporaryDirectory(prefix="regression-spec-") as tmp:
+        for fmt, ids in cases.items():
+            for rt in runtimes:
+                typer.echo(f"{fmt}, {rt}: {len(ids)} cases", err=True)
+                measured.setdefault(fmt, {})[rt] = evaluate(weights, fmt, Path(tmp) / f"{fmt}-{rt}", data_dir=data_dir,
+                                                            case_ids=ids, runtime=rt, progress=False)
+    spec = spec_from(measured, cases, dice_margin, ccc_margin)
+    info["regression"] = spec
+    doc_path.write_text(json.dumps(info, indent=1) + "\n")
+    typer.echo(f"wrote the regression block of {doc_path}: {spec['note']}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("folds")(folds_cmd)
     app.command("train")(train_cmd)
@@ -371,3 +407,4 @@ def register(app: typer.Typer) -> None:
     app.command("cv-report")(cv_report_cmd)
     app.command("ensemble")(ensemble_cmd)
     app.command("quantize")(quantize_cmd)
+    app.command("regression-spec")(regression_spec_cmd)
