@@ -100,3 +100,52 @@ def test_segment_myops_oblique_volume_matches_its_ground_truth_array(tmp_path: P
     lv, lv_gt = labels > 0, np.isin(gd, [500, 200, 1220, 2221])
     assert _dice(lv, lv_gt) > 0.6
     assert _dice(lv, lv_gt) > _dice(lv[:, ::-1, :], lv_gt) + 0.2
+
+
+def test_segment_several_inputs_summary_contact_sheet_and_one_bad_input(tmp_path: Path, phantom) -> None:
+    """A batch (e.g. a new centre's series): one folder per input with labels, result.json and
+    overlays; summary.csv and contact_sheet.png; an unreadable input is reported, the rest done."""
+    import csv
+    import json
+
+    from PIL import Image
+
+    if not (DEFAULT_WEIGHTS_DIR / "segmenter.onnx").is_file():
+        pytest.skip(f"no shipped weights in {DEFAULT_WEIGHTS_DIR}")
+    paths = []
+    for i, scale in enumerate((1.3, 1.5)):
+        img, _ = phantom(scale=scale)
+        aff = np.diag([0.8, 0.8, 10.0, 1.0])
+        nib.save(nib.Nifti1Image(np.transpose(img.astype(np.int16), (2, 1, 0)), aff), tmp_path / f"case{i}.nii.gz")
+        paths.append(tmp_path / f"case{i}.nii.gz")
+    (tmp_path / "broken.nii.gz").write_bytes(b"not a nifti")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(_app(), ["segment", *map(str, paths), str(tmp_path / "broken.nii.gz"), "--out", str(out),
+                                    "--weights", str(DEFAULT_WEIGHTS_DIR)])
+    assert r.exit_code == 1, r.output
+    assert "2 of 3 segmented" in r.output and "broken.nii.gz" in r.output
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert [x["name"] for x in rows] == ["case0", "case1", "broken"]
+    assert rows[2]["error"] and not rows[0]["error"]
+    for name in ("case0", "case1"):
+        doc = json.loads((out / name / "result.json").read_text())
+        assert 0 < doc["quality"]["score"] <= 1 and doc["quality"]["members"] >= 1
+        v = doc["measurements"]["values"]
+        assert v["myocardium_ml"] > 0 and 0 <= v["infarct_percent_of_myocardium"] <= 100
+        assert float(next(x for x in rows if x["name"] == name)["myocardium_ml"]) == pytest.approx(v["myocardium_ml"], abs=0.01)
+        assert (out / name / "labels.nii.gz").is_file() and list((out / name / "overlays").glob("*.png"))
+    sheet = Image.open(out / "contact_sheet.png")
+    assert sheet.width == 2 * 256 and sheet.height > 256
+
+
+def test_segment_one_input_prints_measurements_and_quality(tmp_path: Path, phantom) -> None:
+    if not (DEFAULT_WEIGHTS_DIR / "segmenter.onnx").is_file():
+        pytest.skip(f"no shipped weights in {DEFAULT_WEIGHTS_DIR}")
+    img, _ = phantom(scale=1.4)
+    nib.save(nib.Nifti1Image(np.transpose(img.astype(np.int16), (2, 1, 0)), np.diag([0.8, 0.8, 10.0, 1.0])),
+             tmp_path / "lge.nii.gz")
+    r = CliRunner().invoke(_app(), ["segment", str(tmp_path / "lge.nii.gz"), "--out", str(tmp_path / "o"),
+                                    "--weights", str(DEFAULT_WEIGHTS_DIR)])
+    assert r.exit_code == 0, r.output
+    assert "of the LV myocardium" in r.output and "quality score" in r.output
+    assert (tmp_path / "o" / "result.json").is_file() and not (tmp_path / "o" / "summary.csv").exists()
