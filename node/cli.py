@@ -244,23 +244,27 @@ def nodes(
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """List the cluster's nodes (cluster.enabled): DICOMweb URL, last heartbeat, instance files held."""
+    """List the cluster's nodes (cluster.enabled): DICOMweb URL, last heartbeat, instance files held, results waiting to be sent."""
     from sqlalchemy import func, select
 
     from node.core import build_core
-    from node.db.models import ClusterNode, Instance, utcnow
+    from node.db.models import ClusterNode, Delivery, DeliveryState, Instance, utcnow
 
     core = build_core(_load(config))
     now = utcnow()
     with core.sessions() as s:
         held = dict(s.execute(select(Instance.node, func.count()).group_by(Instance.node)).all())
+        # Only the node holding a result's file sends it: a node gone for good strands these.
+        waiting = dict(s.execute(select(Delivery.node, func.count()).where(
+            Delivery.state == DeliveryState.PENDING).group_by(Delivery.node)).all())
         rows = [{"name": n.name, "url": n.url, "started": n.started_at.isoformat(timespec="seconds"),
-                 "heartbeat_s_ago": round((now - n.updated_at).total_seconds()), "instances": held.get(n.name, 0)}
+                 "heartbeat_s_ago": round((now - n.updated_at).total_seconds()), "instances": held.get(n.name, 0),
+                 "pending_deliveries": waiting.get(n.name, 0)}
                 for n in s.scalars(select(ClusterNode).order_by(ClusterNode.name))]
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
     else:
-        typer.echo(_table(rows, ["name", "url", "heartbeat_s_ago", "instances", "started"]))
+        typer.echo(_table(rows, ["name", "url", "heartbeat_s_ago", "instances", "pending_deliveries", "started"]))
 
 
 def request(

@@ -135,7 +135,7 @@ def test_request_queues_an_inference_request_in_the_database(core, tmp_path: Pat
 
 def test_nodes_listing(core, tmp_path: Path) -> None:
     from node.cluster.nodes import announce
-    from node.db.models import Instance
+    from node.db.models import Delivery, Instance, Job, Series, utcnow
 
     announce(core.sessions, "node-a", "http://10.0.0.1:8080/dicom-web", starting=True)
     announce(core.sessions, "node-b", "http://10.0.0.2:8080/dicom-web", starting=True)
@@ -144,14 +144,22 @@ def test_nodes_listing(core, tmp_path: Path) -> None:
             s.add(Instance(sop_instance_uid=f"1.2.3.{i}", sop_class_uid="1.2.840.10008.5.1.4.1.1.4", study_uid="1.2",
                            series_uid="1.2.3", transfer_syntax_uid="1.2.840.10008.1.2.1", path=f"x{i}", size_bytes=1,
                            attrs={}, node=owner))
+        s.add(Series(series_uid="1.2.3", study_uid="1.2", state="selected"))
+        s.flush()
+        job = Job(series_uid="1.2.3", study_uid="1.2", state="done", next_attempt_at=utcnow())
+        s.add(job)
+        s.flush()
+        for i, (owner, state) in enumerate((("node-b", "pending"), ("node-b", "delivered"), ("node-a", "failed"))):
+            s.add(Delivery(job_id=job.id, destination="pacs", kind="seg", sop_instance_uid=f"1.2.9.{i}",
+                           sop_class_uid="1.2", path="x", state=state, next_attempt_at=utcnow(), node=owner))
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"dicom: {{allow_any_peer: true}}\ndatabase: {{url: '{core.cfg.database_url}'}}\n"
                    f"storage: {{root: '{core.files.root}'}}\n")
     r = runner.invoke(app, ["nodes", "--config", str(cfg), "--json"])
     assert r.exit_code == 0, r.output
     rows = json.loads(r.output)
-    assert [(x["name"], x["url"], x["instances"]) for x in rows] == [
-        ("node-a", "http://10.0.0.1:8080/dicom-web", 2), ("node-b", "http://10.0.0.2:8080/dicom-web", 1)]
+    assert [(x["name"], x["url"], x["instances"], x["pending_deliveries"]) for x in rows] == [
+        ("node-a", "http://10.0.0.1:8080/dicom-web", 2, 0), ("node-b", "http://10.0.0.2:8080/dicom-web", 1, 1)]
     assert all(0 <= x["heartbeat_s_ago"] < 60 for x in rows)
     r = runner.invoke(app, ["nodes", "--config", str(cfg)])
     assert r.exit_code == 0 and "heartbeat_s_ago" in r.output and "node-b" in r.output
