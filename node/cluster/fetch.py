@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +43,8 @@ from node.job.errors import PermanentError
 from node.store.files import FileStore
 
 log = logging.getLogger(__name__)
+
+WRITE_THREADS = 4  # parallel durable writes of a fetched series (their fsyncs overlap)
 
 
 class PeerUnavailable(Exception):
@@ -141,11 +144,15 @@ class PeerFetcher:
         for r in rows:
             self._check_path(r, what)
         wanted = {r.sop_instance_uid: r for r in rows}
-        total = 0
+        matched: list[tuple[IndexedFile, bytes]] = []
         for data in self._get(base, f"{base}/studies/{r0.study_uid}/series/{r0.series_uid}", what):
             r = wanted.pop(self._sop_of(data, what), None)
             if r is not None:  # parts this node already has, or did not ask for, are dropped
-                total += self._check_and_write(r, data, f"instance {r.sop_instance_uid} of {what}")
+                matched.append((r, data))
+        # Each durable write waits on fsyncs; a few threads overlap them.
+        with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="peer-fetch") as pool:
+            total = sum(pool.map(lambda rd: self._check_and_write(rd[0], rd[1], f"instance {rd[0].sop_instance_uid} "
+                                                                                f"of {what}"), matched))
         for r in wanted.values():
             total += self._fetch_one(r, owner, base)
         return total
