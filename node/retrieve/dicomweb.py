@@ -249,17 +249,25 @@ class RequestRunner:
                 # on two fsyncs, which overlap across threads (the store's locks allow it).
                 pending: dict[Future[None], str] = {}
                 with ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="retrieve-store") as pool:
-                    try:
-                        for ds in client.iter_series(study, se):
-                            sop = str(ds.SOPInstanceUID)
-                            if sop not in missing or sop in pending.values():
-                                continue  # stored meanwhile, not planned, or sent twice
-                            pending[pool.submit(store, ds, sop)] = sop
-                            if len(pending) >= 2 * STORE_THREADS:  # bounded memory
-                                self._settle(pending, missing, rid, block_one=True)
-                    except requests.RequestException as exc:
-                        self._settle(pending, missing, rid)
-                        raise failed(exc, f"series {se}") from None
+                    stream = iter(client.iter_series(study, se))
+                    while True:
+                        try:
+                            ds = next(stream)
+                        except StopIteration:
+                            break
+                        except Exception as exc:
+                            # A broken stream (connection lost, a part that does not decode):
+                            # what came is kept, the rest is asked for one by one below, where an
+                            # unreachable source is told apart from a bad instance.
+                            log.warning("series stream broke off; retrieving the rest instance by instance",
+                                        extra={"request_id": rid, "error": f"{type(exc).__name__}: {exc}"[:300]})
+                            break
+                        sop = str(ds.SOPInstanceUID)
+                        if sop not in missing or sop in pending.values():
+                            continue  # stored meanwhile, not planned, or sent twice
+                        pending[pool.submit(store, ds, sop)] = sop
+                        if len(pending) >= 2 * STORE_THREADS:  # bounded memory
+                            self._settle(pending, missing, rid, block_one=True)
                     self._settle(pending, missing, rid)
             for sop in sorted(missing):
                 try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -294,10 +295,10 @@ def test_source_going_down_mid_retrieval_is_retried_and_continues(node_config, t
 
 class _CuttingProxy:
     """A loopback HTTP proxy in front of the real Orthanc that, for series-level WADO-RS, sends
-    the first ``keep`` bytes of Orthanc's answer and closes the connection (no Content-Length, so
+    the first ``keep(answer)`` bytes of Orthanc's answer and closes the connection (no Content-Length, so
     the client sees an ordinary end of body): a stream cut short without any error."""
 
-    def __init__(self, upstream: str, keep: int) -> None:
+    def __init__(self, upstream: str, keep: Callable[[bytes], int]) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -317,7 +318,7 @@ class _CuttingProxy:
                 series_level = "/series/" in path and path.rsplit("/", 2)[-2] == "series"
                 if series_level:
                     proxy.cut += 1
-                    body = body[:keep]
+                    body = body[:keep(body)]
                 self.send_response(up.status_code)
                 self.send_header("Content-Type", up.headers.get("Content-Type", "application/octet-stream"))
                 if not series_level:
@@ -335,14 +336,26 @@ class _CuttingProxy:
         self.server.server_close()
 
 
-def test_a_series_stream_cut_short_stores_no_truncated_image(node_config, orthanc, study_series) -> None:  # type: ignore[no-untyped-def]
-    """The series comes in one streamed WADO-RS answer; cut in the middle of an image, the
-    complete parts are stored, the truncated one is refused and asked for alone with the rest."""
+def _inside_part_headers(body: bytes) -> int:
+    """Just after the 4th part's boundary line: its MIME headers are cut."""
+    boundary = body[: body.index(b"\r\n")]
+    at = -1
+    for _ in range(4):
+        at = body.index(boundary, at + 1)
+    return at + len(boundary) + 10
+
+
+@pytest.mark.parametrize("where", ["mid-image", "inside part headers"])
+def test_a_series_stream_cut_short_stores_no_truncated_image(node_config, orthanc, study_series, where) -> None:  # type: ignore[no-untyped-def]
+    """The series comes in one streamed WADO-RS answer, cut short without an error: in the middle
+    of an image (dicomweb-client yields the truncated part), or inside a part's headers (it raises
+    while decoding). The complete parts are stored; the rest is asked for one by one; no image
+    is stored truncated."""
     lge = sorted(study_series["lge"].glob("*.dcm"))
     upload(orthanc, lge)
     study, series = study_of(lge)
-    size = sum(f.stat().st_size for f in lge)
-    proxy = _CuttingProxy(orthanc.url, keep=int(size * 0.45))  # mid-image (the parts are ~equal)
+    keep = (lambda body: int(len(body) * 0.45)) if where == "mid-image" else _inside_part_headers
+    proxy = _CuttingProxy(orthanc.url, keep=keep)
     try:
         core, runner = runner_for(node_config, proxy.url + "/dicom-web")
         rid = queue(core, study, series_uids=[series])
