@@ -181,9 +181,12 @@ def _segment_one(src: Path, out: Path, weights: Path | None, runtime: str, postp
             typer.echo(f"infarct {m.infarct_percent_of_myocardium:.1f} % and MVO {m.mvo_percent_of_myocardium:.1f} % "
                        f"of the LV myocardium ({m.myocardium_ml:.1f} mL); LV cavity {m.lv_cavity_ml:.1f} mL")
         if q is not None:
-            flag = "NEEDS CAREFUL REVIEW" if q["needs_review"] else "not flagged"
-            typer.echo(f"quality score {q['score']:.3f} ({q['members']} member(s), threshold "
-                       f"{q['threshold']}): {flag}")
+            if q["threshold"] is None:
+                verdict = "this model has no review threshold"
+            else:
+                verdict = (f"threshold {q['threshold']}: "
+                           + ("NEEDS CAREFUL REVIEW" if q["needs_review"] else "not flagged"))
+            typer.echo(f"quality score {q['score']:.3f} ({q['members']} member(s)); {verdict}")
         typer.echo("timings (s): " + ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()))
         typer.echo(f"wrote {out / 'labels.nii.gz'}, {out / 'result.json'} and {volume.shape[0]} overlays in {overlay_dir}")
     return row, tile
