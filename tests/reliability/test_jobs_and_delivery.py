@@ -3,8 +3,6 @@ every result object reaches the PACS once it is back, with the reason logged mea
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -14,6 +12,7 @@ import pytest
 from pydicom import dcmread
 
 from tests.conftest import dcmtk_env, free_port, which_dcmtk
+from tests.support.dicom_peers import storescp
 from tests.reliability import corpus
 from tests.reliability.node_process import NodeProcess, echo
 from tests.reliability.tally import TALLY
@@ -31,19 +30,9 @@ def _wait(pred, timeout: float, what: str, node: NodeProcess, every: float = 0.0
     raise AssertionError(f"timed out waiting for {what}: {node.log_tail()}")
 
 
-def _storescp(port: int, out: Path) -> subprocess.Popen[bytes]:
-    out.mkdir(parents=True, exist_ok=True)
-    # +uf: a second copy of an instance gets its own file, so duplicates would be seen.
-    proc = subprocess.Popen([which_dcmtk("storescp"), "-aet", "PACS", "-od", str(out), "+uf", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TCP_NODELAY": "1"})
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("storescp did not start")
+# +uf: a second copy of an instance gets its own file, so duplicates would be seen.
+def _storescp(port: int, out: Path) -> subprocess.Popen[str]:
+    return storescp(port, out, "+uf")
 
 
 @pytest.mark.slow

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import time
 from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
@@ -17,23 +14,14 @@ from sqlalchemy import select
 
 from node.db.models import Delivery, Job, Series, utcnow
 from node.deliver.outbox import OutgoingObject, Outbox
-from tests.conftest import free_port, which_dcmtk
+from tests.conftest import free_port
+from tests.support.dicom_peers import storescp
 
 pytestmark = pytest.mark.dcmtk
 
 
-def _storescp(port: int, out: Path) -> subprocess.Popen[bytes]:
-    out.mkdir(exist_ok=True)
-    proc = subprocess.Popen([which_dcmtk("storescp"), "-aet", "PACS", "-od", str(out), "+xa", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TCP_NODELAY": "1"})
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("storescp did not start")
+def _storescp(port: int, out: Path) -> subprocess.Popen[str]:
+    return storescp(port, out, "+xa")
 
 
 def _queue_objects(core, objects) -> tuple[int, list[OutgoingObject]]:  # type: ignore[no-untyped-def]
