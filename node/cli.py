@@ -169,12 +169,13 @@ def jobs(
 
 
 def rerun(
-    job_id: Annotated[int, typer.Argument(help="The job (see `lgenode jobs --state failed`).")],
+    job_id: Annotated[Optional[int], typer.Argument(help="The job (see `lgenode jobs --state failed`); leave out with --all.")] = None,
     config: ConfigOpt = None,
     deliveries: Annotated[bool, typer.Option("--deliveries", help="Send the job's failed deliveries again instead of re-running the job.")] = False,
+    all_jobs: Annotated[bool, typer.Option("--all", help="With --deliveries: every job's failed deliveries (after a destination's long outage).")] = False,
     destination: Annotated[Optional[str], typer.Option(help="With --deliveries: only those to this destination.")] = None,
 ) -> None:
-    """Run a failed job again, or send its failed deliveries again (--deliveries), once the cause is fixed."""
+    """Run a failed job again, or send failed deliveries again (--deliveries [--all]), once the cause is fixed."""
     import getpass
 
     from node.core import build_core
@@ -185,6 +186,12 @@ def rerun(
     if destination is not None and not deliveries:
         typer.echo("error: --destination goes with --deliveries", err=True)
         raise typer.Exit(2)
+    if all_jobs and (not deliveries or job_id is not None):
+        typer.echo("error: --all goes with --deliveries and no JOB", err=True)
+        raise typer.Exit(2)
+    if job_id is None and not all_jobs:
+        typer.echo("error: give a JOB, or --deliveries --all", err=True)
+        raise typer.Exit(2)
     cfg = _load(config)
     core = build_core(cfg)
     who = f"cli:{getpass.getuser()}"
@@ -192,21 +199,26 @@ def rerun(
         with core.sessions.begin() as s:
             if deliveries:
                 rows = resend_deliveries(s, job_id, who, destination)
-                done = f"job {job_id}: {len(rows)} failed deliveries back in the outbox (" + ", ".join(
+                what = f"job {job_id}" if job_id is not None else f"{len({d.job_id for d in rows})} job(s)"
+                done = f"{what}: {len(rows)} failed deliveries back in the outbox (" + ", ".join(
                     sorted({f"{d.kind} to {d.destination}" for d in rows})) + "); the running node sends them"
+                job_ids = sorted({d.job_id for d in rows})
             else:
+                assert job_id is not None
                 job = rerun_job(s, job_id, who)
                 done = f"job {job_id} queued again ({job.reason}); the running node's workers take it"
-            job_row = s.get(Job, job_id)
-            assert job_row is not None  # both calls above raise LookupError otherwise
-            study, series_uid = job_row.study_uid, job_row.series_uid
+                job_ids = [job_id]
+            objects = []
+            for jid in job_ids:
+                j = s.get(Job, jid)
+                assert j is not None
+                objects.append(A.job(jid, study_uid=j.study_uid, series_uid=j.series_uid,
+                                     action="resend" if deliveries else "rerun", destination=destination))
     except (LookupError, NotRerunnable) as exc:
         typer.echo(f"error: {exc.args[0]}", err=True)
         raise typer.Exit(1) from None
     audit = A.open_audit(cfg)
-    audit.record(A.INSTANCES_ACCESSED, action="U", participants=[A.participant(who, requestor=True)],
-                 objects=[A.job(job_id, study_uid=study, series_uid=series_uid,
-                                action="resend" if deliveries else "rerun", destination=destination)])
+    audit.record(A.INSTANCES_ACCESSED, action="U", participants=[A.participant(who, requestor=True)], objects=objects)
     audit.close()
     typer.echo(done)
 

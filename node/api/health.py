@@ -109,7 +109,7 @@ def _checks(src: HealthSources) -> tuple[dict[str, Any], list[str], list[str], l
         checks["deliveries"] = {"retrying": retrying, "failed_24h": failed}
         if retrying or failed:
             degraded.append(f"deliveries failing: {retrying} waiting for a retry, {failed} given up in the last 24 h "
-                            "(see `lgenode jobs`; once fixed, `lgenode rerun JOB --deliveries`)")
+                            "(see `lgenode jobs`; once fixed, `lgenode rerun --deliveries --all`)")
         if src.cluster_heartbeat_s is not None:
             _cluster_check(src, src.cluster_heartbeat_s, checks, degraded)
     return checks, down, unready, degraded

@@ -1,10 +1,11 @@
 """After a failure is fixed: a job's deliveries, a failed job run again, failed deliveries sent again.
 
 ``GET /api/jobs/{id}/deliveries`` (role ``read``) lists each result object's delivery to each
-destination with its state, attempts and last error; ``POST /api/jobs/{id}/rerun`` and
-``POST /api/jobs/{id}/deliveries/rerun`` (role ``admin``: `node.api.auth.required_role`) put a
-failed job back in the queue or its failed deliveries back in the outbox (`node.job.rerun`). Who
-did it is the authenticated identity, recorded in the reason and the audit trail.
+destination with its state, attempts and last error. Role ``admin`` (`node.api.auth.required_role`):
+``POST /api/jobs/{id}/rerun`` puts a failed job back in the queue; ``POST
+/api/jobs/{id}/deliveries/rerun`` its failed deliveries back in the outbox, ``POST
+/api/deliveries/rerun`` every job's (after a destination's long outage) (`node.job.rerun`). Who did
+it is the authenticated identity, recorded in the reason and the audit trail.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ class RerunOut(BaseModel):
     state: str
     reason: str | None = None
     deliveries: list[DeliveryOut] = []
+
+
+class RerunAllOut(BaseModel):
+    count: int
+    job_ids: list[int]
+    deliveries: list[DeliveryOut]
 
 
 DELIVERY_EXAMPLE = {"id": 31, "job_id": 7, "destination": "pacs", "kind": "seg", "sop_instance_uid": SEG_UID,
@@ -109,5 +116,30 @@ def rerun_router(sessions: sessionmaker[Session]) -> APIRouter:
                 raise HTTPException(409, str(exc)) from None
             return RerunOut(job_id=j.id, state=j.state, reason=j.reason,
                             deliveries=[DeliveryOut.model_validate(d, from_attributes=True) for d in rows])
+
+    @router.post("/api/deliveries/rerun", response_model=RerunAllOut,
+                 summary="Send every failed delivery again",
+                 description="After a destination's long outage: put every job's failed deliveries (only those to "
+                             "`destination`, if given) back in the outbox with fresh attempts, the same stored "
+                             "objects and UIDs. 409 when there is none. Role `admin`.",
+                 responses={200: json_example({"count": 3, "job_ids": [7, 8], "deliveries": [
+                                {**DELIVERY_EXAMPLE, "state": "pending", "attempts": 0,
+                                 "last_error": "re-sent by it-admin after: association rejected ..."}]}),
+                            422: {"description": VALIDATION_422},
+                            **errors(409, e409={"detail": "there are no failed deliveries to 'pacs'"})})
+    def resend_all(request: Request,
+                   destination: str | None = Query(None, description="Only deliveries to this destination")
+                   ) -> RerunAllOut:
+        with sessions.begin() as s:
+            try:
+                rows = resend_deliveries(s, None, request.state.principal.name, destination)
+            except NotRerunnable as exc:
+                raise HTTPException(409, str(exc)) from None
+            job_ids = sorted({d.job_id for d in rows})
+            jobs = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_(job_ids)))}
+            request.state.audit_objects = [A.job(jid, study_uid=jobs[jid].study_uid, series_uid=jobs[jid].series_uid,
+                                                 action="resend", destination=destination) for jid in job_ids]
+            return RerunAllOut(count=len(rows), job_ids=job_ids,
+                               deliveries=[DeliveryOut.model_validate(d, from_attributes=True) for d in rows])
 
     return router

@@ -50,16 +50,20 @@ def rerun_job(session: Session, job_id: int, by: str) -> Job:
     return job
 
 
-def resend_deliveries(session: Session, job_id: int, by: str, destination: str | None = None) -> list[Delivery]:
-    """Put job ``job_id``'s failed deliveries (to ``destination`` only, if given) back in the
-    outbox with fresh attempts; raises LookupError or NotRerunnable when there are none."""
-    _job(session, job_id)
-    q = select(Delivery).where(Delivery.job_id == job_id, Delivery.state == DeliveryState.FAILED)
+def resend_deliveries(session: Session, job_id: int | None, by: str, destination: str | None = None) -> list[Delivery]:
+    """Put job ``job_id``'s failed deliveries (every job's with None: after a destination's long
+    outage; to ``destination`` only, if given) back in the outbox with fresh attempts; raises
+    LookupError or NotRerunnable when there are none."""
+    q = select(Delivery).where(Delivery.state == DeliveryState.FAILED)
+    if job_id is not None:
+        _job(session, job_id)
+        q = q.where(Delivery.job_id == job_id)
     if destination is not None:
         q = q.where(Delivery.destination == destination)
     rows = list(session.scalars(q.order_by(Delivery.id)))
     if not rows:
-        raise NotRerunnable(f"job {job_id} has no failed deliveries" + (f" to {destination!r}" if destination else ""))
+        raise NotRerunnable((f"job {job_id} has" if job_id is not None else "there are")
+                            + " no failed deliveries" + (f" to {destination!r}" if destination else ""))
     now = utcnow()
     for d in rows:
         d.last_error = f"re-sent by {by} after: {d.last_error or 'no error recorded'}"[:2000]

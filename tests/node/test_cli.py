@@ -190,8 +190,10 @@ def test_rerun_a_failed_job_and_its_failed_deliveries(core, tmp_path: Path) -> N
     assert r.exit_code == 1 and "is queued: only a failed job is run again" in r.output
     r = runner.invoke(app, ["rerun", str(jid), "--deliveries", "--destination", "archive", "--config", str(cfg)])
     assert r.exit_code == 1 and "no failed deliveries to 'archive'" in r.output
-    r = runner.invoke(app, ["rerun", str(jid), "--deliveries", "--config", str(cfg)])
-    assert r.exit_code == 0 and "1 failed deliveries back in the outbox (sr to pacs)" in r.output
+    r = runner.invoke(app, ["rerun", "--deliveries", "--all", "--destination", "pacs", "--config", str(cfg)])
+    assert r.exit_code == 0 and "1 job(s): 1 failed deliveries back in the outbox (sr to pacs)" in r.output
+    assert runner.invoke(app, ["rerun", "--config", str(cfg)]).exit_code == 2  # neither JOB nor --all
+    assert runner.invoke(app, ["rerun", str(jid), "--all", "--deliveries", "--config", str(cfg)]).exit_code == 2
     assert runner.invoke(app, ["rerun", "999", "--config", str(cfg)]).exit_code == 1
     with core.sessions() as s:
         assert s.get(Job, jid).state == "queued"
@@ -199,3 +201,4 @@ def test_rerun_a_failed_job_and_its_failed_deliveries(core, tmp_path: Path) -> N
     recs = [json.loads(line) for line in audit.read_text().splitlines()]
     actions = [r["ParticipantObjectIdentification"][0]["ParticipantObjectDetail"]["action"] for r in recs]
     assert actions == ["rerun", "resend"] and recs[0]["ActiveParticipant"][0]["UserID"].startswith("cli:")
+    assert recs[1]["ParticipantObjectIdentification"][0]["ParticipantObjectID"] == str(jid)

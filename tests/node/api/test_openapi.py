@@ -48,7 +48,7 @@ def test_the_document_has_every_route() -> None:
     paths = set(SPEC["paths"])
     assert {"/health", "/ready", "/metrics", "/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/review",
             "/api/jobs/{job_id}/reviews", "/api/jobs/{job_id}/deliveries", "/api/jobs/{job_id}/rerun",
-            "/api/jobs/{job_id}/deliveries/rerun", "/api/series", "/api/inference-requests",
+            "/api/jobs/{job_id}/deliveries/rerun", "/api/deliveries/rerun", "/api/series", "/api/inference-requests",
             "/api/inference-requests/{request_id}", "/dicom-web/studies", "/dicom-web/studies/{study}",
             "/dicom-web/studies/{study}/series/{series}", "/dicom-web/studies/{study}/series/{series}/instances",
             "/dicom-web/studies/{study}/series/{series}/instances/{sop}"} <= paths

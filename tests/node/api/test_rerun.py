@@ -45,3 +45,25 @@ def test_rerun_needs_admin_and_is_audited(core, tmp_path: Path) -> None:  # type
     assert obj["ParticipantObjectID"] == str(jid) and obj["ParticipantObjectDetail"]["action"] == "rerun"
     reads = [r for r in audit_records(audit) if r["EventActionCode"] == "R"]
     assert any(r["ParticipantObjectIdentification"][0]["ParticipantObjectID"] == str(jid) for r in reads)
+
+
+def test_every_failed_delivery_resent_by_an_admin(core, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from node.db.models import Delivery
+
+    jid = _failed_job(core)
+    with core.sessions.begin() as s:
+        for dest in ("pacs", "archive"):
+            s.add(Delivery(job_id=jid, destination=dest, kind="seg", sop_instance_uid=f"1.2.9.{len(dest)}",
+                           sop_class_uid="1.2.840.10008.5.1.4.1.1.66.4", path="x", state="failed", attempts=5,
+                           last_error="connection refused", next_attempt_at=utcnow()))
+    client, audit = make_client(core, tmp_path, KEYS, {"LGENODE_API_KEY_OHIF": REVIEWER})
+    assert client.post("/api/deliveries/rerun", headers={"X-API-Key": READER}).status_code == 403
+    r = client.post("/api/deliveries/rerun", headers={"X-API-Key": ADMIN}, params={"destination": "pacs"})
+    assert r.status_code == 200, r.text
+    assert r.json()["count"] == 1 and r.json()["job_ids"] == [jid]
+    assert r.json()["deliveries"][0]["destination"] == "pacs" and r.json()["deliveries"][0]["state"] == "pending"
+    r = client.post("/api/deliveries/rerun", headers={"X-API-Key": ADMIN}, params={"destination": "pacs"})
+    assert r.status_code == 409 and r.json()["detail"] == "there are no failed deliveries to 'pacs'"
+    recs = [x for x in audit_records(audit) if x["EventActionCode"] == "U" and x["EventOutcomeIndicator"] == 0]
+    obj = recs[-1]["ParticipantObjectIdentification"][0]
+    assert obj["ParticipantObjectID"] == str(jid) and obj["ParticipantObjectDetail"]["action"] == "resend"

@@ -67,6 +67,25 @@ def test_failed_deliveries_back_in_the_outbox_delivered_ones_untouched(core) -> 
         resend_deliveries(s, jid, "it-admin")
 
 
+def test_every_jobs_failed_deliveries_after_an_outage(core) -> None:  # type: ignore[no-untyped-def]
+    first = _job(core)
+    with core.sessions.begin() as s:  # a second job of another series, its PACS delivery failed too
+        s.add(Series(series_uid="1.2.3.6", study_uid="1.2.3", state="selected"))
+        s.flush()
+        j = Job(series_uid="1.2.3.6", study_uid="1.2.3", state=JobState.DONE, next_attempt_at=utcnow())
+        s.add(j)
+        s.flush()
+        s.add(Delivery(job_id=j.id, destination="pacs", kind="sr", sop_instance_uid="1.2.9.77",
+                       sop_class_uid="1.2.840.10008.5.1.4.1.1.88.34", path="a/b/c.dcm", state=DeliveryState.FAILED,
+                       attempts=5, last_error="timeout", next_attempt_at=utcnow()))
+        second = j.id
+    with core.sessions.begin() as s:
+        rows = resend_deliveries(s, None, "it-admin", destination="pacs")
+        assert sorted((d.job_id, d.destination) for d in rows) == [(first, "pacs"), (second, "pacs")]
+    with core.sessions.begin() as s, pytest.raises(NotRerunnable, match="there are no failed deliveries to 'pacs'"):
+        resend_deliveries(s, None, "it-admin", destination="pacs")
+
+
 def test_unknown_job(core) -> None:  # type: ignore[no-untyped-def]
     with core.sessions.begin() as s:
         with pytest.raises(LookupError, match="no job 999"):
