@@ -192,6 +192,17 @@ def _segment_one(src: Path, out: Path, weights: Path | None, runtime: str, postp
     return row, tile
 
 
+def _letterbox(tile, size: int):  # type: ignore[no-untyped-def]
+    """``tile`` scaled to fit ``size`` x ``size`` with its aspect ratio kept (anatomy not stretched)."""
+    from PIL import Image
+
+    f = size / max(tile.width, tile.height)
+    scaled = tile.resize((max(1, round(tile.width * f)), max(1, round(tile.height * f))))
+    out = Image.new("RGB", (size, size), (0, 0, 0))
+    out.paste(scaled, ((size - scaled.width) // 2, (size - scaled.height) // 2))
+    return out
+
+
 def _write_summary(out: Path, rows: list[dict[str, object]], sheet: list[tuple[str, object]]) -> None:
     """summary.csv (one row per input) and contact_sheet.png (one tile per segmented input)."""
     import csv
@@ -215,7 +226,7 @@ def _write_summary(out: Path, rows: list[dict[str, object]], sheet: list[tuple[s
     legend = render_overlay(np.zeros((1, size)), np.zeros((1, size), np.uint8), legend=True)
     canvas = Image.new("RGB", (cols * size, n_rows * size + legend.height), (0, 0, 0))
     for i, (name, tile) in enumerate(sheet):
-        t = tile.resize((size, size))  # type: ignore[attr-defined]
+        t = _letterbox(tile, size)
         r = by_name[name]
         d = ImageDraw.Draw(t)
         d.text((3, 3), f"{name}", fill=(255, 255, 255))

@@ -138,6 +138,15 @@ def test_segment_several_inputs_summary_contact_sheet_and_one_bad_input(tmp_path
     assert sheet.width == 2 * 256 and sheet.height > 256
 
 
+def test_contact_sheet_tiles_keep_the_aspect_ratio() -> None:
+    from PIL import Image
+
+    tile = cli._letterbox(Image.new("RGB", (300, 150), (255, 255, 255)), 256)
+    assert tile.size == (256, 256)
+    px = tile.load()
+    assert px[128, 128] == (255, 255, 255) and px[128, 10] == (0, 0, 0)  # 256 x 128 image, bars above and below
+
+
 def test_segment_one_input_prints_measurements_and_quality(tmp_path: Path, phantom) -> None:
     if not (DEFAULT_WEIGHTS_DIR / "segmenter.onnx").is_file():
         pytest.skip(f"no shipped weights in {DEFAULT_WEIGHTS_DIR}")
