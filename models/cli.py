@@ -165,7 +165,7 @@ def _segment_one(src: Path, out: Path, weights: Path | None, runtime: str, postp
     tile = render_overlay(volume.pixels[k_best], result.labels[k_best], ref=volume.pixels, legend=False)
     row: dict[str, object] = {
         "input": str(src), "slices": volume.shape[0], "localised_by": result.localised_by,
-        "quality": round(q["score"], 4) if q else None,  # type: ignore[arg-type]
+        "quality": q["score"] if q else None,  # already rounded by Quality.to_dict
         "needs_review": q["needs_review"] if q else None,
         "infarct_percent": round(m.infarct_percent_of_myocardium, 2) if m else None,
         "mvo_percent": round(m.mvo_percent_of_myocardium, 2) if m else None,
@@ -209,7 +209,7 @@ def _write_summary(out: Path, rows: list[dict[str, object]], sheet: list[tuple[s
 
     from PIL import Image, ImageDraw
 
-    from models.overlay import render_overlay
+    from models.overlay import legend_strip
 
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "summary.csv", "w", newline="") as f:
@@ -221,9 +221,7 @@ def _write_summary(out: Path, rows: list[dict[str, object]], sheet: list[tuple[s
     size, cols = 256, min(5, len(sheet))
     by_name = {str(r["name"]): r for r in rows}
     n_rows = -(-len(sheet) // cols)
-    import numpy as np
-
-    legend = render_overlay(np.zeros((1, size)), np.zeros((1, size), np.uint8), legend=True)
+    legend = legend_strip(cols * size)
     canvas = Image.new("RGB", (cols * size, n_rows * size + legend.height), (0, 0, 0))
     for i, (name, tile) in enumerate(sheet):
         t = _letterbox(tile, size)

@@ -37,14 +37,20 @@ def render_overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45, l
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     if not legend:
         return img
+    strip = legend_strip(img.width)
+    out = Image.new("RGB", (max(img.width, strip.width), img.height + strip.height), (0, 0, 0))
+    out.paste(img, (0, 0))
+    out.paste(strip, (0, img.height))
+    return out
+
+
+def legend_strip(width: int) -> Image.Image:
+    """The colour legend (one row per label), at least ``width`` pixels wide, black background."""
     row_h = 14
-    strip = Image.new("RGB", (max(img.width, 150), row_h * len(COLOURS) + 4), (0, 0, 0))
+    strip = Image.new("RGB", (max(width, 150), row_h * len(COLOURS) + 4), (0, 0, 0))
     draw = ImageDraw.Draw(strip)
     for i, (lab, colour) in enumerate(COLOURS.items()):
         y = 2 + i * row_h
         draw.rectangle([4, y + 2, 14, y + 11], fill=colour)
         draw.text((20, y), LABELS[lab], fill=(255, 255, 255))
-    out = Image.new("RGB", (max(img.width, strip.width), img.height + strip.height), (0, 0, 0))
-    out.paste(img, (0, 0))
-    out.paste(strip, (0, img.height))
-    return out
+    return strip

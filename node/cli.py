@@ -199,10 +199,10 @@ def rerun(
         with core.sessions.begin() as s:
             if deliveries:
                 rows = resend_deliveries(s, job_id, who, destination)
-                what = f"job {job_id}" if job_id is not None else f"{len({d.job_id for d in rows})} job(s)"
+                job_ids = sorted({d.job_id for d in rows})
+                what = f"job {job_id}" if job_id is not None else f"{len(job_ids)} job(s)"
                 done = f"{what}: {len(rows)} failed deliveries back in the outbox (" + ", ".join(
                     sorted({f"{d.kind} to {d.destination}" for d in rows})) + "); the running node sends them"
-                job_ids = sorted({d.job_id for d in rows})
             else:
                 assert job_id is not None
                 job = rerun_job(s, job_id, who)
@@ -259,16 +259,15 @@ def nodes(
     """List the cluster's nodes (cluster.enabled): DICOMweb URL, last heartbeat, instance files held, results waiting to be sent."""
     from sqlalchemy import func, select
 
+    from node.cluster.nodes import pending_deliveries_by_node
     from node.core import build_core
-    from node.db.models import ClusterNode, Delivery, DeliveryState, Instance, utcnow
+    from node.db.models import ClusterNode, Instance, utcnow
 
     core = build_core(_load(config))
     now = utcnow()
     with core.sessions() as s:
         held = dict(s.execute(select(Instance.node, func.count()).group_by(Instance.node)).all())
-        # Only the node holding a result's file sends it: a node gone for good strands these.
-        waiting = dict(s.execute(select(Delivery.node, func.count()).where(
-            Delivery.state == DeliveryState.PENDING).group_by(Delivery.node)).all())
+        waiting = pending_deliveries_by_node(s)
         rows = [{"name": n.name, "url": n.url, "started": n.started_at.isoformat(timespec="seconds"),
                  "heartbeat_s_ago": round((now - n.updated_at).total_seconds()), "instances": held.get(n.name, 0),
                  "pending_deliveries": waiting.get(n.name, 0)}

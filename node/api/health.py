@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import node
 from node import metrics
+from node.cluster.nodes import pending_deliveries_by_node
 from node.db.models import ClusterNode, Delivery, DeliveryState, utcnow
 
 # A delivery that failed for good this recently still makes /health "degraded".
@@ -121,8 +122,7 @@ def _cluster_check(src: HealthSources, heartbeat_s: float, checks: dict[str, Any
     now = utcnow()
     with src.sessions() as s:
         nodes = list(s.execute(select(ClusterNode.name, ClusterNode.updated_at)))
-        waiting = dict(s.execute(select(Delivery.node, func.count()).where(
-            Delivery.state == DeliveryState.PENDING).group_by(Delivery.node)).all())
+        waiting = pending_deliveries_by_node(s)
     stale = []
     for name, seen in nodes:
         age = (now - seen).total_seconds()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.db.models import ClusterNode, utcnow
+from node.db.models import ClusterNode, Delivery, DeliveryState, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -40,3 +41,10 @@ def node_url(sessions: sessionmaker[Session], name: str) -> tuple[str, datetime]
     with sessions() as s:
         row = s.get(ClusterNode, name)
         return None if row is None else (row.url, row.updated_at)
+
+
+def pending_deliveries_by_node(session: Session) -> dict[str | None, int]:
+    """Result objects waiting to be sent, by the node holding their files (only it sends them:
+    a node gone for good strands its own)."""
+    return dict(session.execute(select(Delivery.node, func.count()).where(
+        Delivery.state == DeliveryState.PENDING).group_by(Delivery.node)).all())  # type: ignore[arg-type]

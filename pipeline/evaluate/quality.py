@@ -71,11 +71,15 @@ def choose_rule(records: Sequence[dict[str, object]], poor_dice: float = POOR_DI
     cases; otherwise the ``fallback_rate`` quantile of the scores (just above it, so that share
     is flagged); (None, None) without scores."""
     q, poor = _arrays(records, poor_dice)
+    return _rule(q, poor, poor_dice, fallback_rate)
+
+
+def _rule(q: np.ndarray, poor: np.ndarray, poor_dice: float, fallback_rate: float = FALLBACK_RATE
+          ) -> tuple[float | None, str | None]:
     if q.size == 0:
         return None, None
-    t = choose_threshold(records, poor_dice)
-    if t is not None:
-        return t, "youden"
+    if poor.any() and not poor.all():
+        return _youden(q, poor), "youden"
     # Lowest ceil(rate * n) scores flagged (at least one); the midpoint keeps ties honest.
     k = max(1, int(np.ceil(fallback_rate * q.size)))
     srt = np.sort(q)
@@ -103,7 +107,7 @@ def summarise(records: Sequence[dict[str, object]], threshold: float | None,
     if q.size == 0:
         return None
     poor = d < poor_dice
-    best, rule = choose_rule(records, poor_dice)
+    best, rule = _rule(q, poor, poor_dice)
     # Worst cases by rank, so the flag is judged even where no case is "poor" by the fixed cut.
     n_worst = max(1, int(round(WORST_SHARE * q.size)))
     worst = np.zeros(q.size, bool)

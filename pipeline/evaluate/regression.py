@@ -36,11 +36,12 @@ def spec_from(measured: Mapping[str, Mapping[str, Mapping[str, object]]], cases:
                 for c in CLASSES[fmt]}
         min_dice[fmt] = {c: _floor(v, dice_margin) for c, v in dice.items()}
         cccs = [s["clinical_agreement"]["infarct_percent"]["ccc"] for s in by_runtime.values()]  # type: ignore[index]
-        if fmt == "emidec-png" and all(c is not None for c in cccs):
-            min_ccc[fmt] = _floor(min(float(c) for c in cccs), ccc_margin)  # type: ignore[arg-type]
+        ccc = min(float(c) for c in cccs) if all(c is not None for c in cccs) else None  # type: ignore[arg-type]
+        if fmt == "emidec-png" and ccc is not None:
+            min_ccc[fmt] = _floor(ccc, ccc_margin)
         seen.append(f"{fmt} ({', '.join(sorted(by_runtime))}): pooled Dice "
                     + "/".join(f"{v:.3f}" for v in dice.values())
-                    + (f", infarct % CCC {min(float(c) for c in cccs):.3f}" if fmt in min_ccc else ""))  # type: ignore[arg-type]
+                    + (f", infarct % CCC {ccc:.3f}" if fmt in min_ccc else ""))
     return {
         "note": (f"CI check of the shipped weights (tests/models/test_shipped_weights.py), measured "
                  f"{date.today().isoformat()} by `lgenode pipeline regression-spec` (lowest over runtimes): "

@@ -317,7 +317,7 @@ def overlay_case(path: Path, image: np.ndarray, gt: np.ndarray, pred: np.ndarray
     """One PNG per case: a row per slice, image | ground truth | prediction."""
     from PIL import Image, ImageDraw
 
-    from models.overlay import render_overlay, window
+    from models.overlay import legend_strip, render_overlay, window
 
     rows = []
     for k in range(image.shape[0]):
@@ -328,8 +328,7 @@ def overlay_case(path: Path, image: np.ndarray, gt: np.ndarray, pred: np.ndarray
         for i, im in enumerate((grey, a, b)):
             row.paste(im, (i * (grey.width + 4), 0))
         rows.append(row)
-    legend = render_overlay(np.zeros((1, rows[0].width)), np.zeros((1, rows[0].width), np.uint8),
-                            legend=True)
+    legend = legend_strip(rows[0].width)
     head = 18
     canvas = Image.new("RGB", (rows[0].width, head + sum(r.height + 4 for r in rows)
                                + legend.height), (0, 0, 0))

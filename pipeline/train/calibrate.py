@@ -12,14 +12,10 @@ median shift is added to the CV threshold.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class ScoreShift:
