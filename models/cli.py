@@ -187,6 +187,9 @@ def _segment_one(src: Path, out: Path, weights: Path | None, runtime: str, postp
                 verdict = (f"threshold {q['threshold']}: "
                            + ("NEEDS CAREFUL REVIEW" if q["needs_review"] else "not flagged"))
             typer.echo(f"quality score {q['score']:.3f} ({q['members']} member(s)); {verdict}")
+            if q.get("infarct_below_minimum") is not None:
+                typer.echo(f"infarct reported as none: {q['infarct_below_minimum']} % found, below the "
+                           f"model's minimum reportable infarct of {q['min_infarct_percent']} %")
         typer.echo("timings (s): " + ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()))
         typer.echo(f"wrote {out / 'labels.nii.gz'}, {out / 'result.json'} and {volume.shape[0]} overlays in {overlay_dir}")
     return row, tile

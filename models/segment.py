@@ -21,6 +21,7 @@ members, and their disagreement feeds the per-series ``Quality``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -55,6 +56,7 @@ class ModelInfo:
     n_classes: int = pp.N_CLASSES
     members: list[str] = field(default_factory=list)  # ensemble: one subfolder per member
     quality_threshold: float | None = None  # quality score below this: "needs careful review"
+    min_infarct_percent: float = 0.0  # smaller infarct (3+4, % of the wall) is reported as none
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -82,6 +84,9 @@ class Quality:
     score drops. ``infarct_pct_spread``: standard deviation over the members of their infarct %
     of the myocardium (percentage points; 0 with one member). ``needs_review``: score below the
     model's threshold (chosen on the cross-validation folds, in model.json).
+    ``infarct_below_minimum``: the infarct % of the myocardium that was found but reported as none
+    because it is under the model's ``min_infarct_percent`` (None when nothing was dropped), so a
+    reader can tell "no enhancement" from "a speck below the reportable size".
     """
 
     score: float
@@ -89,11 +94,19 @@ class Quality:
     infarct_pct_spread: float
     threshold: float | None
     needs_review: bool
+    infarct_below_minimum: float | None = None
+    min_infarct_percent: float = 0.0
 
     def to_dict(self) -> dict[str, object]:
-        return {"score": round(self.score, 4), "members": self.members,
-                "infarct_pct_spread": round(self.infarct_pct_spread, 2),
-                "threshold": self.threshold, "needs_review": self.needs_review}
+        out: dict[str, object] = {
+            "score": round(self.score, 4), "members": self.members,
+            "infarct_pct_spread": round(self.infarct_pct_spread, 2),
+            "threshold": self.threshold, "needs_review": self.needs_review}
+        if self.min_infarct_percent:
+            out["min_infarct_percent"] = self.min_infarct_percent
+        if self.infarct_below_minimum is not None:
+            out["infarct_below_minimum"] = round(self.infarct_below_minimum, 2)
+        return out
 
 
 def quality_from_probabilities(member_probs: np.ndarray, threshold: float | None) -> Quality:
@@ -237,6 +250,12 @@ def segment_volume(
     t = time.perf_counter()
     if postprocess:
         roi_labels = post.apply_rules(roi_labels)
+        found = post.infarct_percent(roi_labels)
+        roi_labels = post.drop_small_infarct(roi_labels, info.min_infarct_percent)
+        minimum = float(info.min_infarct_percent or 0.0)
+        dropped = found if found > 0 and not np.isin(roi_labels, (3, 4)).any() else None
+        quality = dataclasses.replace(quality, min_infarct_percent=minimum,
+                                      infarct_below_minimum=dropped)
     timings["postprocess"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -21,6 +21,7 @@ def ensemble_cmd(
     version: str = typer.Option(..., "--version", help="Model version written to model.json (e.g. 0.3.0)."),
     cv_eval: list[Path] = typer.Option([], "--cv-eval", help="CV evaluation folder (`evaluate --fold all --out ...`); repeat it to pool data sets (EMIDEC and MyoPS): the review threshold is chosen on all their cases (Youden on poor vs good, else the lowest 5 % of scores)."),
     threshold: float | None = typer.Option(None, "--quality-threshold", help="Review threshold to ship instead of the CV one (used as given, not shifted)."),
+    min_infarct: float | None = typer.Option(None, "--min-infarct-percent", min=0.0, max=100.0, help="Minimum reportable infarct (% of the LV wall; smaller is reported as none) to ship instead of the one chosen on --cv-eval (0: off)."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Shift the CV threshold onto the ensemble's score scale, measured on the MyoPS unlabelled/ volumes no member trained on."),
     data_dir: str | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     name: str = typer.Option("lgenode-lge-att-res-unet-ensemble", "--name"),
@@ -37,13 +38,24 @@ def ensemble_cmd(
     if threshold is None and cv_eval:
         threshold, rule = _cv_threshold(cv_eval)
         from_cv = threshold is not None
+    min_rule: dict[str, object] = {"rule": "--min-infarct-percent"}
+    if min_infarct is None:
+        min_infarct, min_rule = _cv_min_infarct(cv_eval) if cv_eval else (0.0, {"rule": "off: no --cv-eval"})
     path = assemble(folds, out, name, version, threshold,
                     {"members_from": str(run_dir),
                      "quality_threshold_from": [str(p) for p in cv_eval] or "--quality-threshold",
-                     "quality_threshold_rule": rule})
+                     "quality_threshold_rule": rule, "min_infarct_percent_rule": min_rule},
+                    min_infarct_percent=min_infarct)
     if from_cv and calibrate and len(folds) > 1:
         threshold = _shift_threshold(path, threshold, data_dir)  # type: ignore[arg-type]
-    typer.echo(f"wrote {path} ({len(folds)} members, quality threshold {threshold}, {rule})")
+    typer.echo(f"wrote {path} ({len(folds)} members, quality threshold {threshold}, {rule}; "
+               f"minimum reportable infarct {min_infarct:g} % of the LV wall)")
+    after = min_rule.get("after")
+    if isinstance(after, dict) and after.get("without_infarct"):
+        before = min_rule["before"]
+        typer.echo(f"  on the CV cases: hearts without infarct reported as none "
+                   f"{before['correctly_none']} -> {after['correctly_none']} of {after['without_infarct']}; "
+                   f"infarcts missed {before['missed']} -> {after['missed']} of {after['with_infarct']}")
 
 
 def _shift_threshold(weights: Path, cv_threshold: float, data_dir: str | None) -> float:
@@ -69,6 +81,26 @@ def _shift_threshold(weights: Path, cv_threshold: float, data_dir: str | None) -
                    f"(ensemble vs members, median of {shift.n_volumes} unseen volumes)")
     doc_path.write_text(json.dumps(doc, indent=1) + "\n")
     return float(doc["quality_threshold"])
+
+
+def _cv_records(folders: list[Path]) -> list[dict[str, object]]:
+    import json
+
+    records = []
+    for f in folders:
+        path = f / "metrics.json"
+        if not path.exists():
+            raise typer.BadParameter(f"{path} not found (run `lgenode pipeline evaluate --fold all "
+                                     f"--out {f}` first)", param_hint="--cv-eval")
+        records += json.loads(path.read_text()).get("cases", [])
+    return records
+
+
+def _cv_min_infarct(folders: list[Path]) -> tuple[float, dict[str, object]]:
+    """The minimum reportable infarct chosen on the pooled CV records (``pipeline.evaluate.min_infarct``)."""
+    from pipeline.evaluate import min_infarct
+
+    return min_infarct.choose(_cv_records(folders))
 
 
 def _cv_threshold(folders: list[Path]) -> tuple[float | None, str]:

@@ -156,6 +156,11 @@ def render_report_pdf(
             f"Volumes: voxel count x voxel volume using the slice spacing "
             f"({m.n_slices} slices, {m.voxel_volume_ml * 1000:.1f} mm3 per voxel).",
         ]
+        if quality is not None and quality.infarct_below_minimum is not None:
+            notes.append(f"Infarct reported as none: the model found enhancement in "
+                         f"{quality.infarct_below_minimum:.1f} % of the LV myocardium, below its minimum "
+                         f"reportable infarct of {quality.min_infarct_percent:g} % (chosen on the "
+                         "cross-validation, where such specks were found on most hearts without infarct).")
         if aha is not None:
             ref = aha.method.get("reference_direction", aha.reference)
             notes += [

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.evaluate import agreement, localisation, quality
+from pipeline.evaluate import agreement, localisation, min_infarct, quality
 from pipeline.evaluate import metrics as M
 
 VOLUME_STRUCTURES: dict[str, tuple[int, ...]] = {"lv_cavity": (1,), **M.STRUCTURES}
@@ -121,8 +121,9 @@ def aggregate(records: list[dict[str, object]], units: dict[str, str],
                             "cases_without_value": sum(1 for x in hd if x is None)},
         "volume_agreement": {"unit": units["volume"], **volumes},
         "localisation": {**localisation.summarise(records), "unit": units["distance"]},
-        "clinical_agreement": agreement.summarise(records, no_mvo_class,
-                                                  figure=AGREEMENT_PNG if records else None),
+        "clinical_agreement": {**agreement.summarise(records, no_mvo_class,
+                                                     figure=AGREEMENT_PNG if records else None),
+                               "infarct_presence": min_infarct.presence(records)},
         "quality_flag": quality.summarise(records, quality_threshold),
     }
 
@@ -304,6 +305,13 @@ def _agreement_markdown(ca: dict[str, object] | None) -> list[str]:
                      f" to {_fmt(v['ccc_ci_high'], 3)}) | {_fmt(v['pearson_r'], 3)} | "
                      f"{_fmt(v['bias'], 2)} | {_fmt(v['sd'], 2)} | {_fmt(v['loa_low'], 2)} to "
                      f"{_fmt(v['loa_high'], 2)} |")
+    pr = ca.get("infarct_presence") or {}
+    if pr.get("n_cases"):
+        lines += ["", f"Infarct present or not, per case (any predicted infarct counts): detected in "
+                      f"{pr['detected']} of {pr['with_infarct']} cases with infarct (sensitivity "
+                      f"{_fmt(pr['sensitivity'], 3)}); reported none in {pr['correctly_none']} of "
+                      f"{pr['without_infarct']} cases without (specificity "
+                      f"{_fmt(pr['specificity'], 3)})."]
     if ca.get("figure"):
         lines += ["", f"![Clinical agreement: predicted vs ground truth and Bland–Altman]"
                       f"({ca['figure']})", "", f"Figure: [{ca['figure']}]({ca['figure']}) "

@@ -142,10 +142,17 @@ def list_case_files(root: str | os.PathLike[str] | None = None, include_unlabell
 
 
 def default_localiser() -> Callable[[np.ndarray], np.ndarray] | None:
-    """The shipped localiser (``models/weights`` or ``$LGENODE_WEIGHTS_DIR``) under ONNX Runtime, or None."""
-    from models.segment import weights_dir_default
+    """The shipped localiser (``models/weights`` or ``$LGENODE_WEIGHTS_DIR``) under ONNX Runtime, or None.
 
-    path = weights_dir_default() / "localiser.onnx"
+    An ensemble's ``model.json`` names one member's localiser (``fold0/localiser``)."""
+    from models.segment import WeightsNotFoundError, read_model_info, weights_dir_default
+
+    weights = weights_dir_default()
+    try:
+        stem = read_model_info(weights).localiser or "localiser"
+    except WeightsNotFoundError:
+        stem = "localiser"
+    path = weights / f"{stem}.onnx"
     if not path.exists():
         log.warning("no localiser at %s: unlabelled cases are centred by the heuristic", path)
         return None

@@ -1,7 +1,8 @@
 """Assemble cross-validation fold runs into one shipped ensemble weights folder.
 
     OUT/
-      model.json        "members": ["fold0", ...], "quality_threshold", training facts
+      model.json        "members": ["fold0", ...], "quality_threshold", "min_infarct_percent",
+                        training facts
       fold0/segmenter.onnx, segmenter.keras, localiser.onnx, localiser.keras, model.json (the fold's own)
       ...
 
@@ -26,7 +27,8 @@ FILES = (SEGMENTER_FILE, LOCALISER_FILE, "segmenter.onnx", "localiser.onnx", "se
 
 
 def assemble(fold_runs: list[Path], out: Path, name: str, version: str,
-             quality_threshold: float | None, extra: dict[str, object] | None = None) -> Path:
+             quality_threshold: float | None, extra: dict[str, object] | None = None,
+             min_infarct_percent: float = 0.0) -> Path:
     """Copy each fold run's inference files into ``out/fold{k}`` and write ``model.json``.
 
     Raises
@@ -58,6 +60,7 @@ def assemble(fold_runs: list[Path], out: Path, name: str, version: str,
         else None,
         "members": members,
         "quality_threshold": quality_threshold,
+        "min_infarct_percent": min_infarct_percent,
         "roi_size": first_info.get("roi_size", 128),
         "target_spacing_mm": first_info.get("target_spacing_mm", 1.25),
         "n_classes": first_info.get("n_classes", 5),

@@ -28,7 +28,7 @@ def _app() -> typer.Typer:
 
 
 def _segment(src: Path, out: Path) -> nib.Nifti1Image:
-    if not (DEFAULT_WEIGHTS_DIR / "segmenter.onnx").is_file():
+    if not (DEFAULT_WEIGHTS_DIR / "model.json").is_file():
         pytest.skip(f"no shipped weights in {DEFAULT_WEIGHTS_DIR}")
     r = CliRunner().invoke(_app(), ["segment", str(src), "--out", str(out), "--weights",
                                     str(DEFAULT_WEIGHTS_DIR)])
@@ -110,7 +110,7 @@ def test_segment_several_inputs_summary_contact_sheet_and_one_bad_input(tmp_path
 
     from PIL import Image
 
-    if not (DEFAULT_WEIGHTS_DIR / "segmenter.onnx").is_file():
+    if not (DEFAULT_WEIGHTS_DIR / "model.json").is_file():
         pytest.skip(f"no shipped weights in {DEFAULT_WEIGHTS_DIR}")
     paths = []
     for i, scale in enumerate((1.3, 1.5)):
@@ -148,7 +148,7 @@ def test_contact_sheet_tiles_keep_the_aspect_ratio() -> None:
 
 
 def test_segment_one_input_prints_measurements_and_quality(tmp_path: Path, phantom) -> None:
-    if not (DEFAULT_WEIGHTS_DIR / "segmenter.onnx").is_file():
+    if not (DEFAULT_WEIGHTS_DIR / "model.json").is_file():
         pytest.skip(f"no shipped weights in {DEFAULT_WEIGHTS_DIR}")
     img, _ = phantom(scale=1.4)
     nib.save(nib.Nifti1Image(np.transpose(img.astype(np.int16), (2, 1, 0)), np.diag([0.8, 0.8, 10.0, 1.0])),

@@ -109,3 +109,35 @@ def test_single_model_quality_has_one_member(untrained_weights, phantom, volume_
     res = segment_volume(volume_of(img), Path(untrained_weights), runtime="onnx")
     assert res.quality is not None and res.quality.members == 1
     assert res.quality.infarct_pct_spread == 0.0 and res.quality.threshold is None
+
+
+def test_min_infarct_percent_from_model_json_is_applied(tmp_path, phantom, volume_of):
+    """The shipped ensemble on an infarcted phantom: with the rule off the infarct is reported;
+    a minimum above the infarct's size reports none, the wall unchanged."""
+    from models.postprocess import infarct_percent
+    from models.segment import clear_cache, segment_volume
+    from tests.shipped import SHIPPED
+
+    doc = json.loads((SHIPPED / "model.json").read_text())
+    assert doc.get("min_infarct_percent", 0) > 0, "the shipped model sets a minimum reportable infarct"
+    w = tmp_path / "w"
+    w.mkdir()
+    for m in doc["members"]:
+        (w / m).symlink_to(SHIPPED / m)
+    img, _ = phantom()
+    vol = volume_of(img)
+    results = {}
+    for minimum in (0.0, 100.0):
+        (w / "model.json").write_text(json.dumps({**doc, "min_infarct_percent": minimum}))
+        clear_cache()
+        results[minimum] = segment_volume(vol, w, runtime="onnx-int8")
+    clear_cache()
+    found = infarct_percent(results[0.0].roi_labels)
+    assert found > 0 and results[0.0].quality.infarct_below_minimum is None
+    assert not np.isin(results[100.0].roi_labels, (3, 4)).any()
+    assert not np.isin(results[100.0].labels, (3, 4)).any()
+    np.testing.assert_array_equal(results[100.0].roi_labels > 0, results[0.0].roi_labels > 0)
+    # the result says what was dropped (the SR/PDF and the job record carry it)
+    q = results[100.0].quality
+    assert q.infarct_below_minimum == pytest.approx(found) and q.min_infarct_percent == 100.0
+    assert q.to_dict()["infarct_below_minimum"] == round(found, 2)

@@ -124,3 +124,37 @@ def test_apply_rules_on_noisy_prediction():
     assert out[1, 20, 20] == 1
     assert (out[0][mvo] == 2).all()
     np.testing.assert_array_equal(out, clean)
+
+
+def _infarct_stack(infarct_px: int) -> np.ndarray:
+    """Two ring slices (wall 2) with ``infarct_px`` wall pixels of slice 0 set to infarct, one to MVO."""
+    stack = np.stack([ring_slice(), ring_slice()])
+    wall = np.argwhere(stack[0] == 2)[:infarct_px]
+    stack[0][tuple(wall.T)] = 3
+    if infarct_px:
+        stack[0][tuple(wall[0])] = 4
+    return stack
+
+
+def test_small_infarct_is_reported_as_none():
+    stack = _infarct_stack(3)
+    pct = post.infarct_percent(stack)
+    assert 0 < pct < 2.0
+    out = post.drop_small_infarct(stack, 2.0)
+    assert not np.isin(out, (3, 4)).any()
+    # the wall keeps its extent: infarct and MVO became normal myocardium, nothing else moved
+    np.testing.assert_array_equal(out > 0, stack > 0)
+    assert (out == 2).sum() == np.isin(stack, (2, 3, 4)).sum()
+    assert np.isin(stack, (3, 4)).sum() == 3  # input untouched
+
+
+def test_infarct_at_or_above_the_minimum_is_kept():
+    stack = _infarct_stack(40)
+    pct = post.infarct_percent(stack)
+    assert pct > 5
+    np.testing.assert_array_equal(post.drop_small_infarct(stack, pct), stack)  # "below" is strict
+    np.testing.assert_array_equal(post.drop_small_infarct(stack, 5.0), stack)
+    small = _infarct_stack(3)
+    for off in (0.0, None):
+        np.testing.assert_array_equal(post.drop_small_infarct(small, off), small)
+    assert post.infarct_percent(np.zeros((2, 5, 5), np.uint8)) == 0.0

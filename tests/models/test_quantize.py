@@ -15,7 +15,7 @@ from models.segment import WeightsNotFoundError, clear_cache, load_model, segmen
 
 pytest.importorskip("onnx")  # the quantiser needs it (train extra); serving int8 does not
 
-SHIPPED = Path(__file__).resolve().parents[2] / "models" / "weights"
+from tests.shipped import SHIPPED, shipped_member
 
 
 def test_weight_file_per_runtime():
@@ -48,15 +48,16 @@ def test_int8_segmenter_keeps_the_labels_on_cases_it_was_not_calibrated_on(tmp_p
 
     calib = _roi_inputs(shared_data, "emidec-png", ["Case_N006", "Case_P002", "Case_P010"])
     test = _roi_inputs(shared_data, "myops-nifti", ["Case3004"])  # another data set, another scanner
-    dst = quantize_onnx(SHIPPED / "segmenter.onnx", tmp_path / "segmenter.int8.onnx", calib)
-    fp32, int8 = OnnxPredictor(SHIPPED / "segmenter.onnx"), OnnxPredictor(dst)
-    assert dst.stat().st_size < 0.5 * (SHIPPED / "segmenter.onnx").stat().st_size  # int8 weights
+    net = shipped_member() / "segmenter.onnx"
+    dst = quantize_onnx(net, tmp_path / "segmenter.int8.onnx", calib)
+    fp32, int8 = OnnxPredictor(net), OnnxPredictor(dst)
+    assert dst.stat().st_size < 0.5 * net.stat().st_size  # int8 weights
     p32, p8 = fp32(test), int8(test)
     assert p8.shape == p32.shape and np.allclose(p8.sum(-1), 1.0, atol=1e-3)  # still a softmax
     assert label_agreement(p32, p8) > 0.99
     assert label_agreement(p32, np.roll(p8, 5, axis=1)) < 0.99  # the measure can fail
     with pytest.raises(ValueError, match="calibration"):
-        quantize_onnx(SHIPPED / "segmenter.onnx", tmp_path / "x.onnx", np.zeros((0, 128, 128, 1), np.float32))
+        quantize_onnx(net, tmp_path / "x.onnx", np.zeros((0, 128, 128, 1), np.float32))
 
 
 @pytest.mark.data
@@ -72,7 +73,7 @@ def test_quantize_command_writes_members_served_by_onnx_int8(tmp_path, shared_da
     for m in ("fold0", "fold1"):
         (w / m).mkdir(parents=True)
         for f in ("segmenter.onnx", "localiser.onnx"):
-            shutil.copy2(SHIPPED / f, w / m / f)
+            shutil.copy2(shipped_member() / f, w / m / f)
     info.update(members=["fold0", "fold1"], segmenter="fold0/segmenter", localiser="fold0/localiser")
     info.pop("int8", None)
     (w / "model.json").write_text(json.dumps(info))

@@ -85,3 +85,30 @@ def test_ensemble_refuses_a_fold_without_onnx(tmp_path):
     res = CliRunner().invoke(app, ["ensemble", str(run), "--out", str(tmp_path / "w"),
                                    "--version", "1", "--quality-threshold", "0.8"])
     assert res.exit_code != 0 and "fold1" in str(res.exception)
+
+
+def test_min_infarct_percent_from_cv_and_override(tmp_path):
+    """EMIDEC-like CV records with specks on normal hearts: the ensemble ships the minimum
+    reportable infarct chosen on them; --min-infarct-percent replaces it."""
+    from pipeline.cli import app
+
+    run = tmp_path / "cv"
+    _fold(run, 0)
+    d = tmp_path / "eval"
+    d.mkdir()
+    cases = [(0.0, 0.4), (0.0, 1.2), (0.0, 0.0), (5.0, 3.1), (20.0, 18.0)]
+    recs = [{"case": f"c{i}", "quality": 0.9, "dice": {"myocardium": 0.8},
+             "percent": {"infarct_percent": {"gt": g, "pred": p}}} for i, (g, p) in enumerate(cases)]
+    (d / "metrics.json").write_text(json.dumps({"summary": {}, "cases": recs}))
+    out = tmp_path / "w"
+    res = CliRunner().invoke(app, ["ensemble", str(run), "--out", str(out), "--version", "1",
+                                   "--cv-eval", str(d), "--no-calibrate"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "model.json").read_text())
+    assert doc["min_infarct_percent"] == 1.25
+    assert doc["training"]["min_infarct_percent_rule"]["after"]["correctly_none"] == 3
+    assert "reported as none 1 -> 3 of 3" in res.output
+    res = CliRunner().invoke(app, ["ensemble", str(run), "--out", str(out), "--version", "1",
+                                   "--cv-eval", str(d), "--no-calibrate", "--min-infarct-percent", "0"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "model.json").read_text())["min_infarct_percent"] == 0.0

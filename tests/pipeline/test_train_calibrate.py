@@ -15,14 +15,14 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.pipeline.conftest import write_myops
+from tests.shipped import shipped_member
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights"
 
 
 def _member(dst: Path, perturb: float | None) -> Path:
     dst.mkdir(parents=True)
     for name in ("localiser.onnx", "model.json", "segmenter.onnx"):
-        shutil.copy2(WEIGHTS / name, dst / name)
+        shutil.copy2(shipped_member() / name, dst / name)
     if perturb is not None:
         import onnx
         from onnx import numpy_helper
@@ -97,6 +97,6 @@ def test_a_single_model_or_no_volumes_is_refused(tmp_path):
     from pipeline.train.calibrate import ensemble_shift
 
     with pytest.raises(ValueError, match="no volumes"):
-        ensemble_shift(WEIGHTS, [], progress=False)
+        ensemble_shift(shipped_member(), [], progress=False)
     with pytest.raises(ValueError, match="not an ensemble"):
-        ensemble_shift(WEIGHTS, [tmp_path / "x.nii.gz"], progress=False)
+        ensemble_shift(shipped_member(), [tmp_path / "x.nii.gz"], progress=False)

@@ -55,3 +55,33 @@ def test_representative_slices_one_per_level(results, case_series) -> None:
     picks = representative_slices(case_series.labels, aha)
     assert [aha.slice_levels[k] for k in picks] == ["basal", "mid", "apical"]
     assert representative_slices(case_series.labels, None) != []
+
+
+@requires("ghostscript")
+def test_pdf_says_when_a_small_infarct_was_reported_as_none(case_series, algorithm, tmp_path) -> None:
+    """The model dropped an infarct below its minimum: the report says so, with both numbers."""
+    import dataclasses
+
+    import numpy as np
+
+    from models.aha import compute_aha
+    from models.measurements import compute_measurements
+    from node.encode.report import render_report_pdf
+    from tests.node.encode.conftest import QUALITY
+
+    labels = np.where(np.isin(case_series.labels, (3, 4)), 2, case_series.labels).astype(np.uint8)
+    m = compute_measurements(labels, case_series.volume)
+    assert m.infarct_ml == 0
+    text = {}
+    for name, q in (("dropped", dataclasses.replace(QUALITY, min_infarct_percent=1.5,
+                                                    infarct_below_minimum=0.8)),
+                    ("clean", dataclasses.replace(QUALITY, min_infarct_percent=1.5))):
+        path = tmp_path / f"{name}.pdf"
+        path.write_bytes(render_report_pdf(case_series.volume, labels, m,
+                                           compute_aha(labels, case_series.volume), algorithm, quality=q))
+        text[name] = subprocess.run(["gs", "-q", "-dNOPAUSE", "-dBATCH", "-sDEVICE=txtwrite",
+                                     "-sOutputFile=-", str(path)], capture_output=True, text=True,
+                                    timeout=60).stdout
+    assert "Infarct reported as none" in text["dropped"]
+    assert "0.8 % of the LV myocardium" in text["dropped"] and "1.5 %" in text["dropped"]
+    assert "Infarct reported as none" not in text["clean"]

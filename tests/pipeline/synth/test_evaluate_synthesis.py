@@ -239,10 +239,11 @@ def test_help_lists_the_options():
 @pytest.mark.slow
 @pytest.mark.tf
 def test_real_reference_with_shipped_weights(tmp_path, emidec_root):
-    from models.segment import DEFAULT_WEIGHTS_DIR
+    from models.segment import DEFAULT_WEIGHTS_DIR, read_model_info
 
-    if not (DEFAULT_WEIGHTS_DIR / "segmenter.keras").exists():
-        pytest.skip("models/weights/segmenter.keras not present")
+    # the features come from the Keras copy of the model's first segmenter (fold0/ in the ensemble)
+    stem = read_model_info(DEFAULT_WEIGHTS_DIR).segmenter
+    assert (DEFAULT_WEIGHTS_DIR / f"{stem}.keras").exists(), f"models/weights/{stem}.keras is shipped"
     out = tmp_path / "real"
     res = CliRunner().invoke(_app(), ["evaluate-synthesis", "--out", str(out), "--data-dir", str(emidec_root),
                                       "--max-images", "24", "--kid-subsets", "10", "--quiet"])
