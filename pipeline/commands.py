@@ -83,17 +83,22 @@ def _shift_threshold(weights: Path, cv_threshold: float, data_dir: str | None) -
     return float(doc["quality_threshold"])
 
 
-def _cv_records(folders: list[Path]) -> list[dict[str, object]]:
+def _cv_docs(folders: list[Path]) -> list[dict[str, object]]:
+    """The metrics.json of each CV evaluation folder (a clear error naming the one missing)."""
     import json
 
-    records = []
+    docs = []
     for f in folders:
         path = f / "metrics.json"
         if not path.exists():
             raise typer.BadParameter(f"{path} not found (run `lgenode pipeline evaluate --fold all "
                                      f"--out {f}` first)", param_hint="--cv-eval")
-        records += json.loads(path.read_text()).get("cases", [])
-    return records
+        docs.append(json.loads(path.read_text()))
+    return docs
+
+
+def _cv_records(folders: list[Path]) -> list[dict[str, object]]:
+    return [c for d in _cv_docs(folders) for c in d.get("cases", [])]  # type: ignore[attr-defined]
 
 
 def _cv_min_infarct(folders: list[Path]) -> tuple[float, dict[str, object]]:
@@ -106,18 +111,10 @@ def _cv_min_infarct(folders: list[Path]) -> tuple[float, dict[str, object]]:
 def _cv_threshold(folders: list[Path]) -> tuple[float | None, str]:
     """The review threshold chosen on the pooled per-case records of CV evaluations; a folder
     without records (older metrics.json) contributes its own best_threshold when it is alone."""
-    import json
-
     from pipeline.evaluate import quality
 
-    docs = []
-    for f in folders:
-        path = f / "metrics.json"
-        if not path.exists():
-            raise typer.BadParameter(f"{path} not found (run `lgenode pipeline evaluate --fold all "
-                                     f"--out {f}` first)", param_hint="--cv-eval")
-        docs.append(json.loads(path.read_text()))
-    records = [c for d in docs for c in d.get("cases", [])]
+    docs = _cv_docs(folders)
+    records = [c for d in docs for c in d.get("cases", [])]  # type: ignore[attr-defined]
     if not records and len(docs) == 1:
         q = docs[0]["summary"].get("quality_flag") or {}
         return q.get("best_threshold"), str(q.get("best_threshold_rule") or "youden")
