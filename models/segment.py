@@ -117,11 +117,7 @@ def quality_from_probabilities(member_probs: np.ndarray, threshold: float | None
     hard = np.isin(mean.argmax(axis=-1), (2, 3, 4))
     denom = float(p_myo.sum() + hard.sum())
     score = 2.0 * float((p_myo * hard).sum()) / denom if denom > 0 else 0.0
-    pcts = []
-    for m in probs:
-        lab = m.argmax(axis=-1)
-        myo = int(np.isin(lab, (2, 3, 4)).sum())
-        pcts.append(100.0 * int(np.isin(lab, (3, 4)).sum()) / myo if myo else 0.0)
+    pcts = [post.infarct_percent(m.argmax(axis=-1)) for m in probs]
     spread = float(np.std(pcts)) if len(pcts) > 1 else 0.0
     needs = threshold is not None and score < threshold
     return Quality(score, int(probs.shape[0]), spread, threshold, bool(needs))
@@ -250,12 +246,11 @@ def segment_volume(
     t = time.perf_counter()
     if postprocess:
         roi_labels = post.apply_rules(roi_labels)
-        found = post.infarct_percent(roi_labels)
-        roi_labels = post.drop_small_infarct(roi_labels, info.min_infarct_percent)
         minimum = float(info.min_infarct_percent or 0.0)
-        dropped = found if found > 0 and not np.isin(roi_labels, (3, 4)).any() else None
+        found = post.infarct_percent(roi_labels)
+        roi_labels = post.drop_small_infarct(roi_labels, minimum)
         quality = dataclasses.replace(quality, min_infarct_percent=minimum,
-                                      infarct_below_minimum=dropped)
+                                      infarct_below_minimum=found if 0 < found < minimum else None)
     timings["postprocess"] = time.perf_counter() - t
 
     t = time.perf_counter()
